@@ -1,0 +1,309 @@
+//! Checkpoint store: acknowledged offsets per file identity, persisted atomically
+//! (temp file, fsync, rename, fsync of the directory), guarded by an advisory lock.
+
+use crate::event::{FileState, Progress, Registry};
+use crate::identity::{FileKey, Fingerprint};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::warn;
+
+/// Name of the checkpoint file inside the checkpoint directory.
+pub const FILE_NAME: &str = "checkpoints.json";
+/// Name of the lock file inside the checkpoint directory.
+pub const LOCK_NAME: &str = "lock";
+/// Format version written by this agent.
+pub const VERSION: u32 = 1;
+
+/// One file's persisted position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Bytes covered by the fingerprint.
+    pub fingerprint_len: u32,
+    /// Fingerprint hash, hex.
+    pub fingerprint: String,
+    /// Bytes whose lines were written and flushed by the output.
+    pub offset: u64,
+    /// Hash of the bytes just before `offset`, hex.
+    pub marker: String,
+    /// Path where the file was last seen.
+    pub path: PathBuf,
+    /// Unix seconds when it was last seen.
+    pub last_seen: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    files: Vec<Entry>,
+}
+
+fn hex(v: u64) -> String {
+    format!("{v:016x}")
+}
+
+fn unhex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s, 16).ok()
+}
+
+impl Entry {
+    /// The persisted view of a file's progress.
+    pub fn of(st: &FileState) -> Entry {
+        let p = st.progress();
+        Entry {
+            dev: st.key.dev,
+            ino: st.key.ino,
+            fingerprint_len: p.fingerprint.len,
+            fingerprint: hex(p.fingerprint.hash),
+            offset: p.acked_offset,
+            marker: hex(p.acked_marker),
+            path: p.path.clone(),
+            last_seen: p.last_seen,
+        }
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        let marker = unhex(&self.marker)?;
+        Some(Progress {
+            generation: 0,
+            fingerprint: Fingerprint {
+                len: self.fingerprint_len,
+                hash: unhex(&self.fingerprint)?,
+            },
+            read_offset: self.offset,
+            read_marker: marker,
+            acked_offset: self.offset,
+            acked_marker: marker,
+            path: self.path.clone(),
+            last_seen: self.last_seen,
+        })
+    }
+}
+
+/// Entries for every file of a registry, sorted for stable output.
+pub fn snapshot(registry: &Registry) -> Vec<Entry> {
+    let mut v: Vec<Entry> = registry.all().iter().map(|s| Entry::of(s)).collect();
+    v.sort_by_key(|e| (e.dev, e.ino));
+    v
+}
+
+/// Puts loaded entries into a registry as files not yet open.
+pub fn restore(registry: &Registry, entries: &[Entry], host: &str) {
+    let mut map = registry.lock();
+    for e in entries {
+        if let Some(p) = e.progress() {
+            let key = FileKey { dev: e.dev, ino: e.ino };
+            map.insert(key, Arc::new(FileState::new(key, &e.path, host, p)));
+        }
+    }
+}
+
+/// A checkpoint problem at start-up (exit 2).
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One input's checkpoint directory, locked for this process.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    path: PathBuf,
+    _lock: File,
+    last: Option<Vec<u8>>,
+}
+
+/// Reads the checkpoint file in `dir`; a missing one is empty.
+pub fn read(dir: &Path) -> Result<Vec<Entry>, String> {
+    let path = dir.join(FILE_NAME);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read checkpoint file {}: {e}", path.display())),
+    };
+    let doc: OnDisk = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("checkpoint file {} is corrupt: {e}", path.display()))?;
+    if doc.version != VERSION {
+        return Err(format!(
+            "checkpoint file {} has version {}, this agent reads version {VERSION}",
+            path.display(),
+            doc.version
+        ));
+    }
+    Ok(doc.files)
+}
+
+impl Store {
+    /// Creates and locks the directory, loads the checkpoint (setting a bad one aside) and
+    /// proves the directory writable by writing it back.
+    pub fn open(dir: &Path) -> Result<(Store, Vec<Entry>), StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError(format!("cannot create checkpoint directory {}: {e}", dir.display()))
+        })?;
+        let lock_path = dir.join(LOCK_NAME);
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| {
+                StoreError(format!("cannot open checkpoint lock {}: {e}", lock_path.display()))
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = lock.read_to_string(&mut pid);
+                return Err(StoreError(format!(
+                    "checkpoint directory {} is in use by another logaggregator (PID {}, holding lock {}); one agent per checkpoint directory",
+                    dir.display(),
+                    pid.trim(),
+                    lock_path.display()
+                )));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(StoreError(format!(
+                    "cannot lock checkpoint lock {}: {e}",
+                    lock_path.display()
+                )))
+            }
+        }
+        let write_pid = |lock: &mut File| -> io::Result<()> {
+            lock.set_len(0)?;
+            lock.rewind()?;
+            write!(lock, "{}", std::process::id())
+        };
+        write_pid(&mut lock).map_err(|e| {
+            StoreError(format!("cannot write checkpoint lock {}: {e}", lock_path.display()))
+        })?;
+        let path = dir.join(FILE_NAME);
+        let entries = match read(dir) {
+            Ok(v) => v,
+            Err(msg) => {
+                let aside = dir.join(format!("{FILE_NAME}.corrupt-{}", crate::event::unix_now()));
+                match std::fs::rename(&path, &aside) {
+                    Ok(()) => warn!(checkpoint = %path.display(), set_aside = %aside.display(),
+                        "{msg}; set aside, starting as if there were no checkpoint"),
+                    Err(e) => warn!(checkpoint = %path.display(), error = %e,
+                        "{msg}; could not set it aside, starting as if there were no checkpoint"),
+                }
+                Vec::new()
+            }
+        };
+        let mut store = Store {
+            dir: dir.to_path_buf(),
+            path,
+            _lock: lock,
+            last: None,
+        };
+        store
+            .write(&entries)
+            .map_err(|e| StoreError(format!("cannot write checkpoint file {}: {e}", store.path.display())))?;
+        Ok((store, entries))
+    }
+
+    /// The checkpoint file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the entries atomically unless they equal the last ones written; true if written.
+    pub fn write(&mut self, entries: &[Entry]) -> io::Result<bool> {
+        let doc = OnDisk {
+            version: VERSION,
+            files: entries.to_vec(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        if self.last.as_ref() == Some(&bytes) {
+            return Ok(false);
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.path).map_err(|e| e.error)?;
+        // The rename is durable only once the directory itself is synced.
+        File::open(&self.dir)?.sync_all()?;
+        self.last = Some(bytes);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ino: u64, offset: u64) -> Entry {
+        Entry {
+            dev: 1,
+            ino,
+            fingerprint_len: 5,
+            fingerprint: hex(42),
+            offset,
+            marker: hex(7),
+            path: PathBuf::from("/x/a.log"),
+            last_seen: 100,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_no_temp_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, loaded) = Store::open(dir.path()).unwrap();
+        assert!(loaded.is_empty());
+        let entries = vec![entry(1, 10), entry(2, 20)];
+        assert!(s.write(&entries).unwrap());
+        assert!(!s.write(&entries).unwrap());
+        drop(s);
+        let (_s, loaded) = Store::open(dir.path()).unwrap();
+        assert_eq!(loaded, entries);
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(text.contains("\"version\": 1"));
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.starts_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn second_store_is_refused_with_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, _) = Store::open(dir.path()).unwrap();
+        let e = Store::open(dir.path()).unwrap_err().0;
+        assert!(e.contains(&std::process::id().to_string()) && e.contains("lock"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_file_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"\0\0garbage").unwrap();
+        let (_s, loaded) = Store::open(dir.path()).unwrap();
+        assert!(loaded.is_empty());
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".corrupt-"))
+            .count();
+        assert_eq!(aside, 1);
+    }
+
+    #[test]
+    fn registry_round_trip() {
+        let reg = Registry::default();
+        restore(&reg, &[entry(3, 30)], "h");
+        let snap = snapshot(&reg);
+        assert_eq!(snap, vec![entry(3, 30)]);
+    }
+}

@@ -1,0 +1,554 @@
+//! Discovery: one thread per input. Evaluates the globs every scan_interval and on filesystem
+//! events, and starts a tailer for each file identity that has bytes to read.
+
+use crate::config::{FileInput, StartAt};
+use crate::event::{unix_now, FileState, Progress, Registry};
+use crate::identity::{fnv1a, marker_at, read_at_most, FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::tailer::{self, Params, Pipeline, Start};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use notify::{EventKind, RecursiveMode, Watcher};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Checkpoint entries of files unseen for this long are forgotten.
+const FORGET_AFTER_SECS: u64 = 24 * 3600;
+
+/// One configured file input at run time.
+#[derive(Debug)]
+pub struct Input {
+    /// Position in `inputs.files`.
+    pub index: usize,
+    /// Its configuration.
+    pub cfg: FileInput,
+    /// Every file identity it knows (open or not).
+    pub registry: Arc<Registry>,
+    /// Settings its tailers share.
+    pub params: Arc<Params>,
+    /// Include globs, made absolute.
+    pub includes: Vec<String>,
+    /// Exclude patterns, made absolute.
+    pub excludes: Vec<glob::Pattern>,
+}
+
+/// Removes `.` components and resolves `..` lexically (globs cannot be canonicalized).
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn absolute(pattern: &str) -> String {
+    let p = Path::new(pattern);
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    normalize(&abs).to_string_lossy().into_owned()
+}
+
+impl Input {
+    /// Builds the run-time input from its configuration.
+    pub fn new(index: usize, cfg: FileInput) -> Input {
+        let params = Arc::new(Params {
+            poll_interval: cfg.poll_interval,
+            rotate_wait: cfg.rotate_wait,
+            close_inactive: cfg.close_inactive,
+            max_line_bytes: cfg.max_line_bytes as usize,
+        });
+        let includes = cfg.paths.iter().map(|g| absolute(g)).collect();
+        let excludes = cfg
+            .exclude
+            .iter()
+            .filter_map(|g| glob::Pattern::new(&absolute(g)).ok())
+            .collect();
+        Input {
+            index,
+            cfg,
+            registry: Arc::new(Registry::default()),
+            params,
+            includes,
+            excludes,
+        }
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        self.excludes.iter().any(|p| p.matches_path(path))
+    }
+
+    /// The files the globs match now, excluded ones removed.
+    pub fn matched(&self) -> Vec<PathBuf> {
+        let mut set = BTreeSet::new();
+        for g in &self.includes {
+            if let Ok(paths) = glob::glob(g) {
+                // Entries that vanish or cannot be read mid-walk are simply not matched.
+                set.extend(paths.flatten());
+            }
+        }
+        set.into_iter().filter(|p| !self.excluded(p)).collect()
+    }
+
+    fn matches(&self, path: &Path) -> bool {
+        let opts = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        !self.excluded(path)
+            && self.includes.iter().any(|g| {
+                glob::Pattern::new(g)
+                    .map(|p| p.matches_path_with(path, opts))
+                    .unwrap_or(false)
+            })
+    }
+
+    /// Directories to watch for events: each glob's fixed prefix, recursive when the glob
+    /// has wildcards in its directory part.
+    fn watch_roots(&self) -> Vec<(PathBuf, RecursiveMode)> {
+        let mut roots = Vec::new();
+        for g in &self.includes {
+            let mut base = PathBuf::new();
+            let comps: Vec<_> = Path::new(g).components().collect();
+            let mut wild_at = comps.len();
+            for (i, c) in comps.iter().enumerate() {
+                let s = c.as_os_str().to_string_lossy();
+                if s.contains(['*', '?', '[', '{']) {
+                    wild_at = i;
+                    break;
+                }
+                base.push(c.as_os_str());
+            }
+            if wild_at == comps.len() {
+                // A literal path: watch its directory.
+                base.pop();
+                roots.push((base, RecursiveMode::NonRecursive));
+            } else {
+                let mode = if wild_at + 1 < comps.len() {
+                    RecursiveMode::Recursive
+                } else {
+                    RecursiveMode::NonRecursive
+                };
+                roots.push((base, mode));
+            }
+        }
+        roots
+    }
+}
+
+/// Starts the discovery thread of an input.
+pub fn spawn(
+    input: Arc<Input>,
+    pipeline: Pipeline,
+    host: Arc<str>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("discovery-{}", input.index))
+        .spawn(move || Discovery::new(input, pipeline, host).run())
+}
+
+struct Discovery {
+    input: Arc<Input>,
+    pipeline: Pipeline,
+    host: Arc<str>,
+    wakers: HashMap<PathBuf, Sender<()>>,
+    watcher: Option<notify::RecommendedWatcher>,
+    events: Receiver<notify::Result<notify::Event>>,
+    watched: HashSet<PathBuf>,
+    recursive: Vec<PathBuf>,
+    warned: HashSet<PathBuf>,
+    first_scan: bool,
+    seen: HashSet<FileKey>,
+    waiting: usize,
+}
+
+enum Opened {
+    Started,
+    NoSlot,
+    Skipped,
+}
+
+impl Discovery {
+    fn new(input: Arc<Input>, pipeline: Pipeline, host: Arc<str>) -> Discovery {
+        let (etx, events) = crossbeam_channel::bounded(4096);
+        let watcher = match notify::recommended_watcher(move |ev| {
+            let _ = etx.send(ev);
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "filesystem events unavailable; relying on poll_interval and scan_interval");
+                None
+            }
+        };
+        Discovery {
+            input,
+            pipeline,
+            host,
+            wakers: HashMap::new(),
+            watcher,
+            events,
+            watched: HashSet::new(),
+            recursive: Vec::new(),
+            warned: HashSet::new(),
+            first_scan: true,
+            seen: HashSet::new(),
+            waiting: 0,
+        }
+    }
+
+    fn run(mut self) {
+        self.watch_roots();
+        self.scan();
+        self.resume_rotated_while_stopped();
+        self.first_scan = false;
+        let scan_interval = self.input.cfg.scan_interval;
+        let mut next_scan = Instant::now() + scan_interval;
+        let stop = self.pipeline.stop.receiver().clone();
+        let events = self.events.clone();
+        loop {
+            let timeout = next_scan.saturating_duration_since(Instant::now());
+            crossbeam_channel::select! {
+                recv(events) -> ev => {
+                    let mut dirty = BTreeSet::new();
+                    if let Ok(ev) = ev {
+                        self.on_event(ev, &mut dirty);
+                    }
+                    // Drain a burst before acting on it.
+                    for _ in 0..4096 {
+                        match self.events.try_recv() {
+                            Ok(ev) => self.on_event(ev, &mut dirty),
+                            Err(_) => break,
+                        }
+                    }
+                    for p in dirty {
+                        self.consider(&p);
+                    }
+                }
+                recv(stop) -> _ => break,
+                default(timeout) => {}
+            }
+            if self.pipeline.stop.is_set() {
+                break;
+            }
+            if Instant::now() >= next_scan {
+                self.watch_roots();
+                self.scan();
+                next_scan = Instant::now() + scan_interval;
+            }
+        }
+        debug!(input = self.input.index, "discovery stopped");
+    }
+
+    fn on_event(&mut self, ev: notify::Result<notify::Event>, dirty: &mut BTreeSet<PathBuf>) {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                debug!(error = %e, "filesystem event error; the next scan covers it");
+                return;
+            }
+        };
+        for p in ev.paths {
+            let woke = match self.wakers.get(&p) {
+                Some(w) => match w.try_send(()) {
+                    Ok(()) | Err(TrySendError::Full(())) => true,
+                    Err(TrySendError::Disconnected(())) => {
+                        self.wakers.remove(&p);
+                        false
+                    }
+                },
+                None => false,
+            };
+            let structural = matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)));
+            if (!woke || structural) && self.input.matches(&p) {
+                dirty.insert(p);
+            }
+        }
+    }
+
+    fn watch_roots(&mut self) {
+        for (dir, mode) in self.input.watch_roots() {
+            self.watch(&dir, mode);
+        }
+    }
+
+    fn watch(&mut self, dir: &Path, mode: RecursiveMode) {
+        if self.watched.contains(dir) || self.recursive.iter().any(|r| dir.starts_with(r)) {
+            return;
+        }
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        // A directory that does not exist yet is retried at the next scan.
+        if w.watch(dir, mode).is_ok() {
+            debug!(dir = %dir.display(), recursive = (mode == RecursiveMode::Recursive), "watching");
+            self.watched.insert(dir.to_path_buf());
+            if mode == RecursiveMode::Recursive {
+                self.recursive.push(dir.to_path_buf());
+            }
+        }
+    }
+
+    fn scan(&mut self) {
+        self.seen.clear();
+        self.waiting = 0;
+        for path in self.input.matched() {
+            self.consider(&path);
+        }
+        self.pipeline.slots.set_waiting(self.waiting);
+        self.wakers.retain(|_, w| !matches!(w.try_send(()), Err(TrySendError::Disconnected(()))));
+        self.forget_old();
+    }
+
+    fn warn_once(&mut self, path: &Path, what: &str, e: &io::Error) {
+        if self.warned.insert(path.to_path_buf()) {
+            warn!(path = %path.display(), error = %e, "{what}; will retry every scan_interval");
+        }
+    }
+
+    /// Looks at one matched path: starts a tailer if its file has bytes to read.
+    fn consider(&mut self, path: &Path) {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            // Vanished, or a dangling symlink: picked up once the target appears.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => return self.warn_once(path, "cannot stat file", &e),
+        };
+        if !meta.is_file() {
+            return;
+        }
+        let key = FileKey::of(&meta);
+        self.seen.insert(key);
+        let existing = self.input.registry.lock().get(&key).cloned();
+        if let Some(st) = &existing {
+            let mut p = st.progress();
+            p.last_seen = unix_now();
+            if st.is_active() {
+                // The same file under another matched name (renamed, or a second link).
+                if p.path != path && !same_file(&p.path, key) {
+                    p.path = path.to_path_buf();
+                }
+                drop(p);
+                self.add_waker(path, st);
+                return;
+            }
+            if meta.len() == p.read_offset {
+                return;
+            }
+        }
+        match self.open(path, existing, false) {
+            Ok(Opened::NoSlot) => self.waiting += 1,
+            Ok(_) => {
+                self.warned.remove(path);
+            }
+            Err(e) if is_fd_exhaustion(&e) => self.waiting += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => self.warn_once(path, "cannot open file", &e),
+        }
+    }
+
+    fn add_waker(&mut self, path: &Path, st: &Arc<FileState>) {
+        if !self.wakers.contains_key(path) && st.is_active() {
+            // The tailer registered its waker under its own paths; share it.
+            if let Some(w) = self.wakers.get(&st.origin).cloned() {
+                self.wakers.insert(path.to_path_buf(), w);
+            }
+        }
+    }
+
+    /// Opens a file and starts its tailer. `rotated` marks a file found outside the globs.
+    fn open(&mut self, path: &Path, existing: Option<Arc<FileState>>, rotated: bool) -> io::Result<Opened> {
+        if !self.pipeline.slots.try_acquire() {
+            return Ok(Opened::NoSlot);
+        }
+        match self.open_with_slot(path, existing, rotated) {
+            Ok(Opened::Started) => Ok(Opened::Started),
+            other => {
+                self.pipeline.slots.release();
+                other
+            }
+        }
+    }
+
+    fn open_with_slot(
+        &mut self,
+        path: &Path,
+        existing: Option<Arc<FileState>>,
+        rotated: bool,
+    ) -> io::Result<Opened> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        let key = FileKey::of(&meta);
+        // The path may have changed between stat and open: trust the open file.
+        let existing = match existing {
+            Some(st) if st.key == key => Some(st),
+            _ => self.input.registry.lock().get(&key).cloned(),
+        };
+        let head = read_at_most(&file, 0, FINGERPRINT_BYTES)?;
+        let fp = Fingerprint::of_head(&head);
+        let size = meta.len();
+        let state = match existing {
+            Some(st) => {
+                if st.is_active() {
+                    return Ok(Opened::Skipped);
+                }
+                {
+                    let mut p = st.progress();
+                    let resumable = p.fingerprint.matches_head(&head)
+                        && size >= p.read_offset
+                        && marker_at(&file, p.read_offset).ok() == Some(p.read_marker);
+                    if resumable {
+                        p.fingerprint = fp;
+                        if p.read_offset == size && rotated {
+                            return Ok(Opened::Skipped);
+                        }
+                    } else {
+                        info!(path = %path.display(), checkpoint_offset = p.read_offset, size,
+                            "file no longer holds the content checkpointed for it (truncated, rewritten or inode reused); reading it from the start");
+                        p.generation = p.generation.wrapping_add(1);
+                        p.fingerprint = fp;
+                        p.read_offset = 0;
+                        p.read_marker = fnv1a(b"");
+                        p.acked_offset = 0;
+                        p.acked_marker = fnv1a(b"");
+                    }
+                    if !rotated {
+                        p.path = path.to_path_buf();
+                    }
+                    p.last_seen = unix_now();
+                }
+                st
+            }
+            None => {
+                let offset = if self.first_scan && self.input.cfg.start_at == StartAt::End {
+                    last_line_end(&file, size)
+                } else {
+                    0
+                };
+                let marker = marker_at(&file, offset).unwrap_or(fnv1a(b""));
+                let st = Arc::new(FileState::new(
+                    key,
+                    path,
+                    &self.host,
+                    Progress {
+                        generation: 0,
+                        fingerprint: fp,
+                        read_offset: offset,
+                        read_marker: marker,
+                        acked_offset: offset,
+                        acked_marker: marker,
+                        path: path.to_path_buf(),
+                        last_seen: unix_now(),
+                    },
+                ));
+                self.input.registry.lock().insert(key, st.clone());
+                st
+            }
+        };
+        let offset = state.progress().read_offset;
+        let (wtx, wrx) = crossbeam_channel::bounded(1);
+        state.active.store(true, Ordering::Release);
+        let start = Start {
+            file,
+            state: state.clone(),
+            offset,
+            wake: wrx,
+        };
+        if let Err(e) = tailer::spawn(self.pipeline.clone(), self.input.params.clone(), start) {
+            state.active.store(false, Ordering::Release);
+            return Err(io::Error::new(e.kind(), format!("cannot start a tailer thread: {e}")));
+        }
+        debug!(path = %path.display(), offset, size, "opened");
+        self.wakers.insert(path.to_path_buf(), wtx.clone());
+        self.wakers.insert(state.origin.clone(), wtx.clone());
+        if let Ok(real) = std::fs::canonicalize(path) {
+            if let Some(dir) = real.parent() {
+                self.watch(dir, RecursiveMode::NonRecursive);
+            }
+            self.wakers.insert(real, wtx);
+        }
+        Ok(Opened::Started)
+    }
+
+    /// Files checkpointed under a path that now names another file (rotated while we were
+    /// stopped): found by identity in the same directory and drained from their offset.
+    fn resume_rotated_while_stopped(&mut self) {
+        let missing: Vec<Arc<FileState>> = self
+            .input
+            .registry
+            .all()
+            .into_iter()
+            .filter(|st| !st.is_active() && !self.seen.contains(&st.key))
+            .collect();
+        let mut by_dir: HashMap<PathBuf, Vec<Arc<FileState>>> = HashMap::new();
+        for st in missing {
+            let dir = st.progress().path.parent().map(Path::to_path_buf).unwrap_or_default();
+            by_dir.entry(dir).or_default().push(st);
+        }
+        for (dir, states) in by_dir {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut keys: HashMap<FileKey, PathBuf> = HashMap::new();
+            for e in entries.flatten() {
+                if let Ok(m) = e.metadata() {
+                    if m.is_file() {
+                        keys.insert(FileKey::of(&m), e.path());
+                    }
+                }
+            }
+            for st in states {
+                let Some(found) = keys.get(&st.key) else {
+                    continue;
+                };
+                let size = std::fs::metadata(found).map(|m| m.len()).unwrap_or(0);
+                if size <= st.progress().read_offset {
+                    continue;
+                }
+                info!(path = %found.display(), was = %st.progress().path.display(),
+                    "file rotated while the agent was stopped; draining it from its checkpoint");
+                let _ = self.open(found, Some(st.clone()), true);
+            }
+        }
+    }
+
+    fn forget_old(&mut self) {
+        let now = unix_now();
+        self.input.registry.lock().retain(|_, st| {
+            st.is_active() || now.saturating_sub(st.progress().last_seen) < FORGET_AFTER_SECS
+        });
+    }
+}
+
+fn same_file(path: &Path, key: FileKey) -> bool {
+    std::fs::metadata(path).map(|m| FileKey::of(&m) == key).unwrap_or(false)
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// Offset just past the last newline (start_at: end begins at a line boundary).
+fn last_line_end(file: &File, size: u64) -> u64 {
+    let window = 64 * 1024u64;
+    let from = size.saturating_sub(window);
+    match read_at_most(file, from, (size - from) as usize) {
+        Ok(tail) => match memchr::memrchr(b'\n', &tail) {
+            Some(i) => from + i as u64 + 1,
+            None if from == 0 => 0,
+            None => size,
+        },
+        Err(_) => size,
+    }
+}

@@ -1,0 +1,276 @@
+//! The types that cross threads: per-file shared state and the batches of lines.
+
+use crate::identity::{FileKey, Fingerprint};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// Where reading and delivery stand for one file identity.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Bumped when the file is found truncated or rewritten; acks of older generations are void.
+    pub generation: u32,
+    /// Fingerprint of the current generation's head.
+    pub fingerprint: Fingerprint,
+    /// Bytes consumed by the tailer and handed to the channel.
+    pub read_offset: u64,
+    /// Hash of the bytes just before `read_offset`.
+    pub read_marker: u64,
+    /// Bytes whose lines the output has written and flushed.
+    pub acked_offset: u64,
+    /// Hash of the bytes just before `acked_offset` (see identity::marker_at).
+    pub acked_marker: u64,
+    /// Path at which the file was last seen (follows renames seen by discovery).
+    pub path: PathBuf,
+    /// Unix seconds when the file was last seen on disk or read.
+    pub last_seen: u64,
+}
+
+/// Shared state of one file identity: discovery, tailer, output and checkpoint all see it.
+#[derive(Debug)]
+pub struct FileState {
+    /// (device, inode).
+    pub key: FileKey,
+    /// Path as first matched; events carry it.
+    pub origin: PathBuf,
+    /// JSON fragment `","host":"…","path":"…","offset":` shared by all its events.
+    pub json_mid: Vec<u8>,
+    /// True while a tailer thread owns the file.
+    pub active: AtomicBool,
+    progress: Mutex<Progress>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl FileState {
+    /// New state for a file identity.
+    pub fn new(key: FileKey, origin: &Path, host: &str, progress: Progress) -> FileState {
+        let mut json_mid = Vec::with_capacity(64);
+        json_mid.extend_from_slice(b"\",\"host\":\"");
+        crate::output::encode::json_escape(host.as_bytes(), &mut json_mid);
+        json_mid.extend_from_slice(b"\",\"path\":\"");
+        crate::output::encode::json_escape(origin.as_os_str().as_encoded_bytes(), &mut json_mid);
+        json_mid.extend_from_slice(b"\",\"offset\":");
+        FileState {
+            key,
+            origin: origin.to_path_buf(),
+            json_mid,
+            active: AtomicBool::new(false),
+            progress: Mutex::new(progress),
+        }
+    }
+
+    /// Locks the progress (a poisoned lock still holds valid offsets).
+    pub fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that the output wrote and flushed everything before `offset` of `generation`.
+    pub fn ack(&self, generation: u32, offset: u64, marker: u64) {
+        let mut p = self.progress();
+        if p.generation == generation && offset >= p.acked_offset {
+            p.acked_offset = offset;
+            p.acked_marker = marker;
+        }
+    }
+
+    /// Whether a tailer owns the file.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+/// All file identities of one input, keyed by (device, inode).
+#[derive(Debug, Default)]
+pub struct Registry {
+    files: Mutex<HashMap<FileKey, Arc<FileState>>>,
+}
+
+impl Registry {
+    /// Locks the map.
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<FileKey, Arc<FileState>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A snapshot of every tracked file.
+    pub fn all(&self) -> Vec<Arc<FileState>> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+/// One line inside a batch's buffer: `buf[start..end]`, without its newline.
+#[derive(Debug, Clone, Copy)]
+pub struct Line {
+    /// First byte, relative to the buffer.
+    pub start: u32,
+    /// One past the last byte.
+    pub end: u32,
+}
+
+/// Lines read from one file in one go, travelling to the output as one channel message.
+#[derive(Debug)]
+pub struct Batch {
+    /// The file they came from.
+    pub file: Arc<FileState>,
+    /// Generation of the file they belong to.
+    pub generation: u32,
+    /// File bytes starting at `base_offset`.
+    pub buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    pub base_offset: u64,
+    /// The lines, as ranges of `buf`.
+    pub lines: Vec<Line>,
+    /// Everything before this offset is consumed once the batch is written.
+    pub end_offset: u64,
+    /// Hash of the bytes just before `end_offset`.
+    pub marker: u64,
+    /// When the bytes were read (the events' timestamp).
+    pub read_time: SystemTime,
+}
+
+impl Batch {
+    /// The bytes of a line.
+    pub fn line(&self, l: &Line) -> &[u8] {
+        &self.buf[l.start as usize..l.end as usize]
+    }
+
+    /// File offset of a line's first byte.
+    pub fn offset_of(&self, l: &Line) -> u64 {
+        self.base_offset + u64::from(l.start)
+    }
+}
+
+/// The stop signal every thread selects on: dropping the sender wakes all receivers at once.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    tx: Arc<Mutex<Option<crossbeam_channel::Sender<()>>>>,
+    rx: crossbeam_channel::Receiver<()>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stop {
+    /// A stop signal not yet given.
+    pub fn new() -> Stop {
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        Stop {
+            flag: Arc::new(AtomicBool::new(false)),
+            tx: Arc::new(Mutex::new(Some(tx))),
+            rx,
+        }
+    }
+
+    /// Asks every thread to stop.
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Whether stop was asked.
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// A receiver that becomes ready (disconnected) when stop is asked.
+    pub fn receiver(&self) -> &crossbeam_channel::Receiver<()> {
+        &self.rx
+    }
+}
+
+/// A fixed set of read buffers shared by all tailers: bounds memory whatever the file count.
+#[derive(Debug, Clone)]
+pub struct BufferPool {
+    tx: crossbeam_channel::Sender<Vec<u8>>,
+    rx: crossbeam_channel::Receiver<Vec<u8>>,
+    /// Capacity a buffer is trimmed back to when returned.
+    pub chunk: usize,
+}
+
+impl BufferPool {
+    /// `count` buffers of `chunk` bytes (allocated on first use).
+    pub fn new(count: usize, chunk: usize) -> BufferPool {
+        let (tx, rx) = crossbeam_channel::bounded(count);
+        for _ in 0..count {
+            let _ = tx.send(Vec::new());
+        }
+        BufferPool { tx, rx, chunk }
+    }
+
+    /// Takes a buffer, waiting while all are in flight; None when `stop` fires first.
+    pub fn take(&self, stop: &Stop) -> Option<Vec<u8>> {
+        crossbeam_channel::select! {
+            recv(self.rx) -> b => b.ok(),
+            recv(stop.receiver()) -> _ => None,
+        }
+    }
+
+    /// Gives a buffer back, trimming one that grew for a long line.
+    pub fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if buf.capacity() > self.chunk * 2 {
+            buf.shrink_to(self.chunk);
+        }
+        let _ = self.tx.try_send(buf);
+    }
+}
+
+/// Open-file budget shared by all inputs (max_open_files): a file waits its turn for a slot.
+#[derive(Debug)]
+pub struct OpenSlots {
+    max: usize,
+    open: std::sync::atomic::AtomicUsize,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl OpenSlots {
+    /// A budget of `max` open files.
+    pub fn new(max: usize) -> OpenSlots {
+        OpenSlots {
+            max: max.max(1),
+            open: Default::default(),
+            waiting: Default::default(),
+        }
+    }
+
+    /// Takes a slot if one is free.
+    pub fn try_acquire(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Returns a slot.
+    pub fn release(&self) {
+        let _ = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Records how many files are waiting for a slot (set by discovery after each scan).
+    pub fn set_waiting(&self, n: usize) {
+        self.waiting.store(n, Ordering::Release);
+    }
+
+    /// Whether files are waiting: quiet tailers then give their slot up early.
+    pub fn contended(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// The budget.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}

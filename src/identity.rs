@@ -1,0 +1,148 @@
+//! File identity: (device, inode) confirmed by a fingerprint of the file's first bytes.
+
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+/// How many leading bytes the fingerprint covers once the file is that long.
+pub const FINGERPRINT_BYTES: usize = 1024;
+/// How many bytes before an offset the offset marker covers.
+pub const MARKER_BYTES: usize = 32;
+
+/// The (device, inode) pair of a file: which file it is while it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileKey {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+impl FileKey {
+    /// The key of an open file or of stat() metadata.
+    pub fn of(meta: &std::fs::Metadata) -> FileKey {
+        FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// A hash of a file's first `len` bytes; confirms that an inode still holds the same content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Fingerprint {
+    /// How many leading bytes were hashed (grows up to FINGERPRINT_BYTES).
+    pub len: u32,
+    /// FNV-1a 64 of those bytes.
+    pub hash: u64,
+}
+
+/// FNV-1a 64: stable across releases and platforms, which checkpoint files need.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Reads up to `len` bytes at `offset`, fewer only at end of file.
+pub fn read_at_most(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+impl Fingerprint {
+    /// Fingerprint of the given head bytes (at most FINGERPRINT_BYTES are used).
+    pub fn of_head(head: &[u8]) -> Fingerprint {
+        let head = &head[..head.len().min(FINGERPRINT_BYTES)];
+        Fingerprint {
+            len: head.len() as u32,
+            hash: fnv1a(head),
+        }
+    }
+
+    /// Reads the file's head and fingerprints it.
+    pub fn read(file: &File) -> io::Result<Fingerprint> {
+        Ok(Self::of_head(&read_at_most(file, 0, FINGERPRINT_BYTES)?))
+    }
+
+    /// Whether `head` (the file's current first bytes) still starts with the fingerprinted bytes.
+    pub fn matches_head(&self, head: &[u8]) -> bool {
+        let n = self.len as usize;
+        head.len() >= n && fnv1a(&head[..n]) == self.hash
+    }
+
+    /// Whether the fingerprint covers as much of the file as it ever will.
+    pub fn is_complete(&self) -> bool {
+        self.len as usize >= FINGERPRINT_BYTES
+    }
+}
+
+/// Hash of the bytes just before `offset` (at most MARKER_BYTES): confirms a resume point.
+pub fn marker_at(file: &File, offset: u64) -> io::Result<u64> {
+    let start = offset.saturating_sub(MARKER_BYTES as u64);
+    let bytes = read_at_most(file, start, (offset - start) as usize)?;
+    if bytes.len() as u64 != offset - start {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than offset"));
+    }
+    Ok(fnv1a(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn fingerprint_grows_and_confirms() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        let mut f = File::create(&p).unwrap();
+        f.write_all(b"hello\n").unwrap();
+        let r = File::open(&p).unwrap();
+        let fp = Fingerprint::read(&r).unwrap();
+        assert_eq!(fp.len, 6);
+        f.write_all(&vec![b'x'; 2000]).unwrap();
+        let head = read_at_most(&r, 0, FINGERPRINT_BYTES).unwrap();
+        assert!(fp.matches_head(&head));
+        let full = Fingerprint::of_head(&head);
+        assert!(full.is_complete());
+        assert!(!Fingerprint::of_head(b"hellO\n").matches_head(&head));
+    }
+
+    #[test]
+    fn identical_heads_are_distinct_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, "banner\n").unwrap();
+        std::fs::write(&b, "banner\n").unwrap();
+        let ka = FileKey::of(&std::fs::metadata(&a).unwrap());
+        let kb = FileKey::of(&std::fs::metadata(&b).unwrap());
+        assert_ne!(ka, kb);
+    }
+
+    #[test]
+    fn marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        std::fs::write(&p, "0123456789\n").unwrap();
+        let f = File::open(&p).unwrap();
+        assert_eq!(marker_at(&f, 11).unwrap(), fnv1a(b"0123456789\n"));
+        assert_eq!(marker_at(&f, 0).unwrap(), fnv1a(b""));
+        assert!(marker_at(&f, 12).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! logaggregator: tails globbed log files through rotation and ships every line to an output.
+//!
+//! Data flow (see DESIGN.md): config → discovery → tailer → output → checkpoint.
+
+pub mod agent;
+pub mod checkpoint;
+pub mod config;
+pub mod discovery;
+pub mod event;
+pub mod identity;
+pub mod output;
+pub mod stats;
+pub mod tailer;

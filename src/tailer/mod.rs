@@ -1,0 +1,469 @@
+//! Tailer: one thread per open file. Reads big chunks, splits lines, sends batches, and
+//! decides when the file was truncated, rewritten, rotated away or has gone quiet.
+
+pub mod lines;
+
+use crate::event::{Batch, BufferPool, FileState, Line, OpenSlots, Stop};
+use crate::identity::{fnv1a, read_at_most, FileKey, Fingerprint, FINGERPRINT_BYTES, MARKER_BYTES};
+use crate::stats::{self, Stats};
+use crossbeam_channel::{Receiver, Sender};
+use lines::Splitter;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{debug, info, warn};
+
+/// Stack of a tailer thread: small, since a thousand of them may exist.
+const STACK_BYTES: usize = 256 * 1024;
+
+/// Timing and limits of one input, shared by its tailers.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// Fallback wake-up.
+    pub poll_interval: Duration,
+    /// Quiet time before a rotated or deleted file is closed.
+    pub rotate_wait: Duration,
+    /// Quiet time before a live, drained file is closed.
+    pub close_inactive: Duration,
+    /// Longest line kept.
+    pub max_line_bytes: usize,
+}
+
+/// What every tailer shares with the rest of the pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// To the output stage.
+    pub tx: Sender<Batch>,
+    /// Read buffers.
+    pub pool: BufferPool,
+    /// Stop signal.
+    pub stop: Stop,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Open-file budget.
+    pub slots: Arc<OpenSlots>,
+}
+
+/// An opened file handed from discovery to its tailer.
+pub struct Start {
+    /// The open file.
+    pub file: File,
+    /// Its shared state (marked active by discovery).
+    pub state: Arc<FileState>,
+    /// Offset to read from: a line boundary.
+    pub offset: u64,
+    /// Wake-ups from filesystem events.
+    pub wake: Receiver<()>,
+}
+
+/// Starts a tailer thread; the slot and the active mark are released when it ends.
+pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Result<JoinHandle<()>> {
+    let name = format!(
+        "tail:{}",
+        start.state.origin.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    );
+    let (fp, generation, boundary_marker) = {
+        let p = start.state.progress();
+        (p.fingerprint, p.generation, p.read_marker)
+    };
+    // The bytes before the start offset, so the first batch's marker is right.
+    let before = read_at_most(
+        &start.file,
+        start.offset.saturating_sub(MARKER_BYTES as u64),
+        start.offset.min(MARKER_BYTES as u64) as usize,
+    )
+    .unwrap_or_default();
+    let mut t = Tailer {
+        splitter: Splitter::new(params.max_line_bytes),
+        pipeline,
+        params,
+        file: start.file,
+        state: start.state,
+        wake: Some(start.wake),
+        generation,
+        fingerprint: fp,
+        pos: start.offset,
+        boundary: start.offset,
+        boundary_marker,
+        carry: Vec::new(),
+        before,
+        last_data: Instant::now(),
+        rotated: false,
+        truncation_warnings: 0,
+        nul_warned: false,
+    };
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(STACK_BYTES)
+        .spawn(move || t.run())
+}
+
+struct Tailer {
+    pipeline: Pipeline,
+    params: Arc<Params>,
+    file: File,
+    state: Arc<FileState>,
+    wake: Option<Receiver<()>>,
+    generation: u32,
+    fingerprint: Fingerprint,
+    /// Next byte to read.
+    pos: u64,
+    /// Just past the last whole line handed on: where a reopen resumes.
+    boundary: u64,
+    /// Hash of the bytes just before `boundary`.
+    boundary_marker: u64,
+    /// A partial line: the bytes just before `pos` (empty while skipping a long line).
+    carry: Vec<u8>,
+    /// Up to MARKER_BYTES bytes that precede `pos - carry.len()`.
+    before: Vec<u8>,
+    last_data: Instant,
+    rotated: bool,
+    truncation_warnings: u64,
+    nul_warned: bool,
+    splitter: Splitter,
+}
+
+enum Step {
+    Data,
+    Eof,
+    Stop,
+}
+
+/// Why a tailer ends.
+#[derive(Debug, PartialEq, Eq)]
+enum Exit {
+    Stop,
+    Rotated,
+    Inactive,
+}
+
+/// The last `n` bytes of `a` followed by `b`.
+fn last_bytes(a: &[u8], b: &[u8], n: usize) -> Vec<u8> {
+    if b.len() >= n {
+        return b[b.len() - n..].to_vec();
+    }
+    let from_a = (n - b.len()).min(a.len());
+    let mut v = a[a.len() - from_a..].to_vec();
+    v.extend_from_slice(b);
+    v
+}
+
+impl Tailer {
+    fn path_display(&self) -> String {
+        self.state.origin.display().to_string()
+    }
+
+    fn run(&mut self) {
+        let stats = self.pipeline.stats.clone();
+        stats::add(&stats.files_open, 1);
+        debug!(path = %self.path_display(), offset = self.pos, "tailing");
+        let exit = self.main_loop();
+        {
+            let mut p = self.state.progress();
+            p.read_offset = self.boundary;
+            p.last_seen = crate::event::unix_now();
+        }
+        match exit {
+            Exit::Rotated => info!(path = %self.path_display(), offset = self.pos, "rotated file drained and quiet; closed"),
+            Exit::Inactive => debug!(path = %self.path_display(), offset = self.boundary, "file inactive; closed"),
+            Exit::Stop => {}
+        }
+        stats.files_open.fetch_sub(1, Ordering::Relaxed);
+        self.state.active.store(false, Ordering::Release);
+        self.pipeline.slots.release();
+    }
+
+    fn main_loop(&mut self) -> Exit {
+        loop {
+            if self.pipeline.stop.is_set() {
+                return Exit::Stop;
+            }
+            match self.read_once() {
+                Step::Data => {
+                    self.last_data = Instant::now();
+                    continue;
+                }
+                Step::Stop => return Exit::Stop,
+                Step::Eof => {}
+            }
+            if let Some(exit) = self.at_eof() {
+                return exit;
+            }
+            self.wait();
+            self.check_before_reading();
+        }
+    }
+
+    /// One read into a pool buffer; sends a batch if whole lines (or skipped bytes) came out.
+    fn read_once(&mut self) -> Step {
+        let Some(mut buf) = self.pipeline.pool.take(&self.pipeline.stop) else {
+            return Step::Stop;
+        };
+        let chunk = self.pipeline.pool.chunk;
+        buf.extend_from_slice(&self.carry);
+        let base = self.pos - self.carry.len() as u64;
+        let have = buf.len();
+        if buf.capacity() - have < chunk / 2 {
+            buf.reserve(chunk);
+        }
+        buf.resize(buf.capacity(), 0);
+        let n = loop {
+            match self.file.read_at(&mut buf[have..], self.pos) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!(path = %self.path_display(), error = %e, "read failed; will retry");
+                    break 0;
+                }
+            }
+        };
+        buf.truncate(have + n);
+        if n == 0 {
+            self.pipeline.pool.give(buf);
+            return Step::Eof;
+        }
+        self.pos += n as u64;
+        self.carry.clear();
+        stats::add(&self.pipeline.stats.bytes_read, n as u64);
+        if !self.fingerprint.is_complete() && self.pos > u64::from(self.fingerprint.len) {
+            self.upgrade_fingerprint();
+        }
+
+        let mut lines = Vec::new();
+        let (truncated, nuls) = (self.splitter.truncated, self.splitter.nul_bytes);
+        let split = self.splitter.split(&buf, &mut lines);
+        self.carry.extend_from_slice(&buf[split.cut..]);
+        let new_before = last_bytes(&self.before, &buf[..split.cut], MARKER_BYTES);
+        self.note_anomalies(truncated, nuls, base);
+        let old_boundary = self.boundary;
+        if let Some(b) = split.boundary {
+            self.boundary = base + b as u64;
+            self.boundary_marker = fnv1a(&last_bytes(&self.before, &buf[..b], MARKER_BYTES));
+        }
+        self.before = new_before;
+        buf.truncate(split.cut);
+        if lines.is_empty() && self.boundary == old_boundary {
+            self.pipeline.pool.give(buf);
+            return Step::Data;
+        }
+        self.send(buf, base, lines)
+    }
+
+    fn send(&mut self, buf: Vec<u8>, base: u64, lines: Vec<Line>) -> Step {
+        stats::add(&self.pipeline.stats.lines_read, lines.len() as u64);
+        let batch = Batch {
+            file: self.state.clone(),
+            generation: self.generation,
+            buf,
+            base_offset: base,
+            lines,
+            end_offset: self.boundary,
+            marker: self.boundary_marker,
+            read_time: SystemTime::now(),
+        };
+        {
+            let mut p = self.state.progress();
+            p.read_offset = self.boundary;
+            p.read_marker = self.boundary_marker;
+        }
+        match self.pipeline.tx.send(batch) {
+            Ok(()) => Step::Data,
+            Err(_) => Step::Stop,
+        }
+    }
+
+    fn note_anomalies(&mut self, truncated_before: u64, nuls_before: u64, base: u64) {
+        let t = self.splitter.truncated - truncated_before;
+        if t > 0 {
+            stats::add(&self.pipeline.stats.lines_truncated, t);
+            self.truncation_warnings += t;
+            // Warn on the first few, then sparsely: a binary file must not flood the log.
+            if self.truncation_warnings <= 10 || self.truncation_warnings % 1000 == 0 {
+                warn!(path = %self.path_display(), near_offset = base, max_line_bytes = self.params.max_line_bytes,
+                    total_truncated = self.splitter.truncated, "line longer than max_line_bytes truncated");
+            }
+        }
+        let z = self.splitter.nul_bytes - nuls_before;
+        if z > 0 {
+            stats::add(&self.pipeline.stats.nul_bytes_skipped, z);
+            if !self.nul_warned {
+                self.nul_warned = true;
+                warn!(path = %self.path_display(), near_offset = base, nul_bytes = z,
+                    "skipped NUL bytes at a line start (copytruncate with a writer not using O_APPEND?); counted, warned once per file");
+            }
+        }
+    }
+
+    /// At end of file: truncation, rotation and quiet-time decisions.
+    fn at_eof(&mut self) -> Option<Exit> {
+        let meta = match self.file.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(path = %self.path_display(), error = %e, "cannot stat open file");
+                return None;
+            }
+        };
+        if meta.len() < self.pos {
+            stats::add(&self.pipeline.stats.rotations_truncate, 1);
+            info!(path = %self.path_display(), size = meta.len(), offset = self.pos, "file truncated (copytruncate?); reading it from the start");
+            self.reset();
+            return None;
+        }
+        let quiet = self.last_data.elapsed();
+        if self.is_rotated(&meta) {
+            if !self.rotated {
+                self.rotated = true;
+                stats::add(&self.pipeline.stats.rotations_rename, 1);
+                info!(path = %self.path_display(), offset = self.pos, "file rotated away or deleted; draining it");
+            }
+            if quiet >= self.params.rotate_wait {
+                self.flush_partial();
+                return Some(Exit::Rotated);
+            }
+        } else {
+            self.rotated = false;
+            if quiet >= self.params.close_inactive {
+                return Some(Exit::Inactive);
+            }
+            // Files wait for a slot: a drained file gives its slot up well before close_inactive.
+            if self.pipeline.slots.contended()
+                && quiet >= (self.params.poll_interval * 4).max(Duration::from_secs(1))
+            {
+                return Some(Exit::Inactive);
+            }
+        }
+        if quiet >= Duration::from_secs(2) && self.carry.capacity() > 4096 {
+            self.carry.shrink_to_fit();
+        }
+        None
+    }
+
+    /// Whether no watched path leads to this file any more.
+    fn is_rotated(&self, meta: &std::fs::Metadata) -> bool {
+        if meta.nlink() == 0 {
+            return true;
+        }
+        let path = self.state.progress().path.clone();
+        match std::fs::metadata(&path) {
+            Ok(m) => FileKey::of(&m) != self.state.key,
+            Err(_) => true,
+        }
+    }
+
+    /// Delivers a last line that has no newline (no more data can come) and moves past it.
+    fn flush_partial(&mut self) {
+        if self.boundary >= self.pos {
+            return;
+        }
+        let Some(mut buf) = self.pipeline.pool.take(&self.pipeline.stop) else {
+            return;
+        };
+        let base = self.pos - self.carry.len() as u64;
+        let mut lines = Vec::new();
+        if !self.carry.is_empty() {
+            buf.extend_from_slice(&self.carry);
+            lines.push(Line {
+                start: 0,
+                end: buf.len() as u32,
+            });
+        }
+        self.boundary_marker = fnv1a(&last_bytes(&self.before, &buf, MARKER_BYTES));
+        self.carry.clear();
+        self.boundary = self.pos;
+        let _ = self.send(buf, base, lines);
+    }
+
+    fn wait(&mut self) {
+        let stop = self.pipeline.stop.receiver();
+        let poll = self.params.poll_interval;
+        match &self.wake {
+            Some(wake) => crossbeam_channel::select! {
+                recv(wake) -> r => if r.is_err() { self.wake = None },
+                recv(stop) -> _ => {},
+                default(poll) => {},
+            },
+            None => {
+                let _ = stop.recv_timeout(poll);
+            }
+        }
+    }
+
+    /// Before reading new bytes: is this still the content we were reading?
+    fn check_before_reading(&mut self) {
+        let Ok(meta) = self.file.metadata() else {
+            return;
+        };
+        if meta.len() <= self.pos {
+            return;
+        }
+        let head = match read_at_most(&self.file, 0, FINGERPRINT_BYTES) {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let rewritten = if !self.fingerprint.matches_head(&head) {
+            true
+        } else {
+            // Same head: the bytes just before our position must still be the ones we read.
+            let tail = last_bytes(&self.before, &self.carry, MARKER_BYTES);
+            let at = self.pos - tail.len() as u64;
+            !tail.is_empty()
+                && self.pos > u64::from(self.fingerprint.len)
+                && read_at_most(&self.file, at, tail.len()).map(|b| b != tail).unwrap_or(false)
+        };
+        if rewritten {
+            stats::add(&self.pipeline.stats.rotations_fingerprint, 1);
+            info!(path = %self.path_display(), offset = self.pos, "file content replaced under the same inode (truncated and rewritten); reading it from the start");
+            self.reset();
+        } else if head.len() > self.fingerprint.len as usize && !self.fingerprint.is_complete() {
+            self.set_fingerprint(Fingerprint::of_head(&head));
+        }
+    }
+
+    fn upgrade_fingerprint(&mut self) {
+        if let Ok(head) = read_at_most(&self.file, 0, FINGERPRINT_BYTES) {
+            if self.fingerprint.matches_head(&head) {
+                self.set_fingerprint(Fingerprint::of_head(&head));
+            }
+        }
+    }
+
+    fn set_fingerprint(&mut self, fp: Fingerprint) {
+        self.fingerprint = fp;
+        self.state.progress().fingerprint = fp;
+    }
+
+    /// Starts the file over as a new generation.
+    fn reset(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.pos = 0;
+        self.boundary = 0;
+        self.carry.clear();
+        self.before.clear();
+        self.splitter.skipping = false;
+        self.fingerprint = Fingerprint::read(&self.file).unwrap_or_default();
+        let mut p = self.state.progress();
+        p.generation = self.generation;
+        p.fingerprint = self.fingerprint;
+        p.read_offset = 0;
+        p.acked_offset = 0;
+        p.acked_marker = fnv1a(b"");
+        p.read_marker = fnv1a(b"");
+        self.boundary_marker = fnv1a(b"");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_bytes;
+
+    #[test]
+    fn last_bytes_spans_both() {
+        assert_eq!(last_bytes(b"abc", b"de", 4), b"bcde");
+        assert_eq!(last_bytes(b"abc", b"defgh", 4), b"efgh");
+        assert_eq!(last_bytes(b"", b"x", 4), b"x");
+    }
+}

@@ -1,0 +1,132 @@
+//! Behaviour 1: which files are read (globs, new files, exclusions, unreadable files).
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+
+#[test]
+fn files_at_start_and_created_later_are_read_excluded_are_not() {
+    let env = Env::new();
+    let a = lines("file-a", 0..50);
+    let b = lines("file-b", 0..50);
+    write_lines(&env.log("a.log"), &a);
+    write_lines(&env.log("b.log"), &b);
+    write_lines(&env.log("skip-1.log"), &lines("excluded-1", 0..10));
+    write_lines(&env.log("other.txt"), &lines("not-matched", 0..10));
+
+    let mut cfg = env.config();
+    cfg.input().exclude = vec![env.glob("skip-*.log")];
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    let mut expected: Vec<String> = a.iter().chain(&b).cloned().collect();
+    agent.wait_for_messages(&mut out, &expected);
+
+    // Excluded and non-matching files created/extended while running; then new matching files.
+    write_lines(&env.log("skip-2.log"), &lines("excluded-2", 0..10));
+    append_lines(&env.log("skip-1.log"), &lines("excluded-1", 10..20));
+    append_lines(&env.log("other.txt"), &lines("not-matched", 10..20));
+    let c = lines("file-c", 0..30);
+    write_lines(&env.log("c.log"), &c);
+    expected.extend(c.iter().cloned());
+    agent.wait_for_messages(&mut out, &expected);
+    // A second new file, found by a later scan than the one that saw skip-2.log.
+    let d = lines("file-d", 0..30);
+    write_lines(&env.log("d.log"), &d);
+    expected.extend(d.iter().cloned());
+    agent.wait_for_messages(&mut out, &expected);
+    // And the files found at start keep being tailed.
+    let a2 = lines("file-a", 50..60);
+    append_lines(&env.log("a.log"), &a2);
+    expected.extend(a2.iter().cloned());
+    agent.wait_for_messages(&mut out, &expected);
+
+    agent.assert_running();
+    agent.term_ok();
+    out.refresh();
+    out.assert_all_parsed();
+    // Exactly once also proves no excluded / non-matching line appeared ("unexpected").
+    assert_exactly_once(&out, &expected);
+}
+
+#[test]
+fn recursive_glob_finds_nested_files_and_new_directories() {
+    let env = Env::new();
+    fs::create_dir_all(env.log("x/y")).unwrap();
+    let top = lines("top", 0..20);
+    let deep = lines("deep", 0..20);
+    write_lines(&env.log("top.log"), &top);
+    write_lines(&env.log("x/y/deep.log"), &deep);
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("**/*.log")];
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    let mut expected: Vec<String> = top.iter().chain(&deep).cloned().collect();
+    agent.wait_for_messages(&mut out, &expected);
+
+    fs::create_dir_all(env.log("new/dir")).unwrap();
+    let fresh = lines("fresh-nested", 0..20);
+    write_lines(&env.log("new/dir/fresh.log"), &fresh);
+    expected.extend(fresh.iter().cloned());
+    agent.wait_for_messages(&mut out, &expected);
+
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}
+
+/// Makes the temp tree usable by an unprivileged agent (uid/gid 65534).
+fn open_up_for_nobody(env: &Env) {
+    for d in [env.root().to_path_buf(), env.logs(), env.ckpt(), env.path("out")] {
+        fs::create_dir_all(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+}
+
+#[test]
+fn unreadable_file_is_warned_about_and_retried_not_fatal() {
+    let env = Env::new();
+    let locked_path = env.log("locked.log");
+    let locked = lines("locked", 0..20);
+    let ok = lines("readable", 0..20);
+    write_lines(&locked_path, &locked);
+    write_lines(&env.log("ok.log"), &ok);
+    fs::set_permissions(&env.log("ok.log"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(&locked_path, fs::Permissions::from_mode(0o000)).unwrap();
+
+    let cfg = env.config();
+    // As root chmod 000 does not stop reading: run the agent as nobody instead.
+    let as_nobody = is_root();
+    if as_nobody {
+        open_up_for_nobody(&env);
+    }
+    let mut agent = env.spawn_with(&cfg, |cmd| {
+        if as_nobody {
+            cmd.uid(65534).gid(65534);
+        }
+    });
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &ok);
+
+    // Warned about (the message names the file), not fatal.
+    agent.wait_for_stderr("locked.log");
+    agent.assert_running();
+    out.refresh();
+    for l in &locked {
+        assert_eq!(out.count(l), 0, "read a file the agent has no permission for");
+    }
+    // Still tailing the readable file.
+    let ok2 = lines("readable", 20..40);
+    append_lines(&env.log("ok.log"), &ok2);
+    agent.wait_for_messages(&mut out, &ok2);
+
+    // Retried: once readable, its lines arrive.
+    fs::set_permissions(&locked_path, fs::Permissions::from_mode(0o644)).unwrap();
+    agent.wait_for_messages(&mut out, &locked);
+
+    agent.term_ok();
+    out.refresh();
+    let expected: Vec<String> = ok.iter().chain(&ok2).chain(&locked).cloned().collect();
+    assert_exactly_once(&out, &expected);
+}
