@@ -3,7 +3,7 @@
 //! checkpoint).
 
 use crate::checkpoint::{self, Store};
-use crate::config::{Config, LogFormat, Level};
+use crate::config::{Config, Level, LogFormat};
 use crate::discovery::{self, Input};
 use crate::event::{BufferPool, OpenSlots, Stop};
 use crate::output;
@@ -30,7 +30,11 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(name = "logaggregator", version, about = "Tails log files through rotation and ships every line, with checkpoints.")]
+#[command(
+    name = "logaggregator",
+    version,
+    about = "Tails log files through rotation and ships every line, with checkpoints."
+)]
 pub struct Cli {
     /// Configuration file [default: $LOGAGGREGATOR_CONFIG, else ./config.yaml]
     #[arg(short = 'c', long, value_name = "FILE")]
@@ -91,7 +95,11 @@ fn print_check(path: &std::path::Path, cfg: &Config) {
     let out = &cfg.output;
     match &out.path {
         Some(p) if out.kind == crate::config::OutputType::File => {
-            println!("output: file {} (format {})", p.display(), fmt_name(out.format))
+            println!(
+                "output: file {} (format {})",
+                p.display(),
+                fmt_name(out.format)
+            )
         }
         _ => println!("output: stdout (format {})", fmt_name(out.format)),
     }
@@ -173,7 +181,11 @@ fn run(cfg: Config) -> u8 {
     let max_open = match cfg.inputs.files.iter().map(|f| f.max_open_files).max() {
         Some(n) if n > 0 => {
             if n > derived {
-                warn!(max_open_files = n, limit = nofile, "max_open_files is above the open-file limit; files will wait for descriptors");
+                warn!(
+                    max_open_files = n,
+                    limit = nofile,
+                    "max_open_files is above the open-file limit; files will wait for descriptors"
+                );
             }
             n
         }
@@ -249,10 +261,20 @@ fn run(cfg: Config) -> u8 {
                 stop.trigger();
             }
         }
-        checkpointers.push(spawn_checkpointer(input.clone(), store, stop.clone(), stats.clone()));
+        checkpointers.push(spawn_checkpointer(
+            input.clone(),
+            store,
+            stop.clone(),
+            stats.clone(),
+        ));
     }
     drop(pipeline);
-    info!(inputs = inputs.len(), max_open_files = max_open, version = env!("CARGO_PKG_VERSION"), "logaggregator started");
+    info!(
+        inputs = inputs.len(),
+        max_open_files = max_open,
+        version = env!("CARGO_PKG_VERSION"),
+        "logaggregator started"
+    );
 
     // Everything runs in its threads until a signal (or a dead output) asks to stop.
     let _ = stop.receiver().recv();

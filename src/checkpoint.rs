@@ -99,7 +99,10 @@ pub fn restore(registry: &Registry, entries: &[Entry], host: &str) {
     let mut map = registry.lock();
     for e in entries {
         if let Some(p) = e.progress() {
-            let key = FileKey { dev: e.dev, ino: e.ino };
+            let key = FileKey {
+                dev: e.dev,
+                ino: e.ino,
+            };
             map.insert(key, Arc::new(FileState::new(key, &e.path, host, p)));
         }
     }
@@ -130,7 +133,12 @@ pub fn read(dir: &Path) -> Result<Vec<Entry>, String> {
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read checkpoint file {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read checkpoint file {}: {e}",
+                path.display()
+            ));
+        }
     };
     let doc: OnDisk = serde_json::from_slice(&bytes)
         .map_err(|e| format!("checkpoint file {} is corrupt: {e}", path.display()))?;
@@ -149,7 +157,10 @@ impl Store {
     /// proves the directory writable by writing it back.
     pub fn open(dir: &Path) -> Result<(Store, Vec<Entry>), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError(format!("cannot create checkpoint directory {}: {e}", dir.display()))
+            StoreError(format!(
+                "cannot create checkpoint directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let lock_path = dir.join(LOCK_NAME);
         let mut lock = OpenOptions::new()
@@ -159,7 +170,10 @@ impl Store {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| {
-                StoreError(format!("cannot open checkpoint lock {}: {e}", lock_path.display()))
+                StoreError(format!(
+                    "cannot open checkpoint lock {}: {e}",
+                    lock_path.display()
+                ))
             })?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -177,7 +191,7 @@ impl Store {
                 return Err(StoreError(format!(
                     "cannot lock checkpoint lock {}: {e}",
                     lock_path.display()
-                )))
+                )));
             }
         }
         let write_pid = |lock: &mut File| -> io::Result<()> {
@@ -186,7 +200,10 @@ impl Store {
             write!(lock, "{}", std::process::id())
         };
         write_pid(&mut lock).map_err(|e| {
-            StoreError(format!("cannot write checkpoint lock {}: {e}", lock_path.display()))
+            StoreError(format!(
+                "cannot write checkpoint lock {}: {e}",
+                lock_path.display()
+            ))
         })?;
         let path = dir.join(FILE_NAME);
         let entries = match read(dir) {
@@ -208,9 +225,12 @@ impl Store {
             _lock: lock,
             last: None,
         };
-        store
-            .write(&entries)
-            .map_err(|e| StoreError(format!("cannot write checkpoint file {}: {e}", store.path.display())))?;
+        store.write(&entries).map_err(|e| {
+            StoreError(format!(
+                "cannot write checkpoint file {}: {e}",
+                store.path.display()
+            ))
+        })?;
         Ok((store, entries))
     }
 
@@ -283,7 +303,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_s, _) = Store::open(dir.path()).unwrap();
         let e = Store::open(dir.path()).unwrap_err().0;
-        assert!(e.contains(&std::process::id().to_string()) && e.contains("lock"), "{e}");
+        assert!(
+            e.contains(&std::process::id().to_string()) && e.contains("lock"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -294,7 +317,13 @@ mod tests {
         assert!(loaded.is_empty());
         let aside = std::fs::read_dir(dir.path())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".corrupt-"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".corrupt-")
+            })
             .count();
         assert_eq!(aside, 1);
     }

@@ -1,7 +1,7 @@
 //! Configuration: `${ENV}` expansion, YAML parsing, validation and defaults.
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -232,12 +232,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses a size: a plain integer (bytes) or a number with a unit (`512KiB`, `1MiB`, `2GB`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let bad = || {
-        format!("invalid size {s:?}; expected bytes as an integer or a number with a unit, like 512KiB or 1MiB")
+        format!(
+            "invalid size {s:?}; expected bytes as an integer or a number with a unit, like 512KiB or 1MiB"
+        )
     };
     let n: u64 = num.parse().map_err(|_| bad())?;
     let mult: u64 = match unit.trim() {
@@ -272,7 +272,10 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged, expecting = "a string such as \"5s\" or \"1MiB\", or an integer")]
+#[serde(
+    untagged,
+    expecting = "a string such as \"5s\" or \"1MiB\", or an integer"
+)]
 enum StringOrInt {
     I(u64),
     S(String),
@@ -295,7 +298,9 @@ enum ExpandError {
 impl fmt::Display for ExpandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExpandError::Unset => f.write_str("is not set and has no default (use ${VAR:-default})"),
+            ExpandError::Unset => {
+                f.write_str("is not set and has no default (use ${VAR:-default})")
+            }
             ExpandError::Required(m) => f.write_str(m),
             ExpandError::Newline => f.write_str(
                 "contains a newline, which could inject YAML structure; refusing to substitute it",
@@ -305,7 +310,10 @@ impl fmt::Display for ExpandError {
 }
 
 /// Substitutes `${VAR}`, `${VAR:-default}`, `${VAR:?message}` and `$VAR`; `$$` is a literal `$`.
-pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub fn expand_env(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         // Whole-line comments are left alone, so documentation may mention ${VAR}.
@@ -338,7 +346,7 @@ fn expand_line(
                 Some(v) if v.contains('\n') || v.contains('\r') => Err(ExpandError::Newline),
                 Some(v) if !(v.is_empty() && required.is_some()) => Ok(Some(v)),
                 _ => match required {
-                    Some(m) if m.is_empty() => Err(ExpandError::Required("is required".into())),
+                    Some("") => Err(ExpandError::Required("is required".into())),
                     Some(m) => Err(ExpandError::Required(m.to_string())),
                     None => Err(ExpandError::Unset),
                 },
@@ -365,26 +373,28 @@ impl Config {
     }
 
     /// Parses configuration text with the given environment lookup.
-    pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn parse(
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let expanded = expand_env(text, lookup)?;
         // serde_path_to_error names the key even when our own deserializers reject a value.
-        let cfg: Config = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(
-            &expanded,
-        ))
-        .map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            // serde_yaml prefixes its own (shorter) path; keep only the full one.
-            let inner = match inner.split_once(": ") {
-                Some((p, rest)) if path.starts_with(p) && p != "." => rest.to_string(),
-                _ => inner,
-            };
-            if path == "." || path.is_empty() {
-                err(inner)
-            } else {
-                err(format!("{path}: {inner}"))
-            }
-        })?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&expanded))
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let inner = e.into_inner().to_string();
+                    // serde_yaml prefixes its own (shorter) path; keep only the full one.
+                    let inner = match inner.split_once(": ") {
+                        Some((p, rest)) if path.starts_with(p) && p != "." => rest.to_string(),
+                        _ => inner,
+                    };
+                    if path == "." || path.is_empty() {
+                        err(inner)
+                    } else {
+                        err(format!("{path}: {inner}"))
+                    }
+                })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -427,7 +437,9 @@ impl Config {
                 }
             }
             if input.max_line_bytes < 16 {
-                return Err(err(format!("{at}.max_line_bytes: must be at least 16 bytes")));
+                return Err(err(format!(
+                    "{at}.max_line_bytes: must be at least 16 bytes"
+                )));
             }
             if input.max_line_bytes > 1 << 30 {
                 return Err(err(format!("{at}.max_line_bytes: must be at most 1GiB")));
@@ -454,8 +466,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -484,13 +498,23 @@ mod tests {
         let lookup = env(&[("DIR", "/data"), ("EMPTY", "")]);
         assert_eq!(expand_env("a ${DIR}/b", &lookup).unwrap(), "a /data/b");
         assert_eq!(expand_env("${NOPE:-/d}", &lookup).unwrap(), "/d");
-        assert_eq!(expand_env("cost $$5 ${DIR}", &lookup).unwrap(), "cost $5 /data");
+        assert_eq!(
+            expand_env("cost $$5 ${DIR}", &lookup).unwrap(),
+            "cost $5 /data"
+        );
         assert_eq!(expand_env("$$$DIR", &lookup).unwrap(), "$/data");
         let e = expand_env("${NOPE}", &lookup).unwrap_err().0;
         assert!(e.contains("NOPE") && e.contains("not set"), "{e}");
-        let e = expand_env("${NOPE:?set NOPE to the log dir}", &lookup).unwrap_err().0;
-        assert!(e.contains("NOPE") && e.contains("set NOPE to the log dir"), "{e}");
-        let e = expand_env("${EMPTY:?must not be empty}", &lookup).unwrap_err().0;
+        let e = expand_env("${NOPE:?set NOPE to the log dir}", &lookup)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("NOPE") && e.contains("set NOPE to the log dir"),
+            "{e}"
+        );
+        let e = expand_env("${EMPTY:?must not be empty}", &lookup)
+            .unwrap_err()
+            .0;
         assert!(e.contains("must not be empty"), "{e}");
         let nl = env(&[("EVIL", "x\n  evil: 1")]);
         let e = expand_env("${EVIL}", &nl).unwrap_err().0;

@@ -2,8 +2,8 @@
 //! events, and starts a tailer for each file identity that has bytes to read.
 
 use crate::config::{FileInput, StartAt};
-use crate::event::{unix_now, FileState, Progress, Registry};
-use crate::identity::{fnv1a, marker_at, read_at_most, FileKey, Fingerprint, FINGERPRINT_BYTES};
+use crate::event::{FileState, Progress, Registry, unix_now};
+use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, fnv1a, marker_at, read_at_most};
 use crate::tailer::{self, Params, Pipeline, Start};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -34,6 +34,8 @@ pub struct Input {
     pub includes: Vec<String>,
     /// Exclude patterns, made absolute.
     pub excludes: Vec<glob::Pattern>,
+    /// Include patterns, compiled, for paths named by filesystem events.
+    include_patterns: Vec<glob::Pattern>,
 }
 
 /// Removes `.` components and resolves `..` lexically (globs cannot be canonicalized).
@@ -70,7 +72,11 @@ impl Input {
             close_inactive: cfg.close_inactive,
             max_line_bytes: cfg.max_line_bytes as usize,
         });
-        let includes = cfg.paths.iter().map(|g| absolute(g)).collect();
+        let includes: Vec<String> = cfg.paths.iter().map(|g| absolute(g)).collect();
+        let include_patterns = includes
+            .iter()
+            .filter_map(|g| glob::Pattern::new(g).ok())
+            .collect();
         let excludes = cfg
             .exclude
             .iter()
@@ -83,6 +89,7 @@ impl Input {
             params,
             includes,
             excludes,
+            include_patterns,
         }
     }
 
@@ -92,14 +99,19 @@ impl Input {
 
     /// The files the globs match now, excluded ones removed.
     pub fn matched(&self) -> Vec<PathBuf> {
-        let mut set = BTreeSet::new();
+        let mut all = Vec::new();
         for g in &self.includes {
             if let Ok(paths) = glob::glob(g) {
                 // Entries that vanish or cannot be read mid-walk are simply not matched.
-                set.extend(paths.flatten());
+                all.extend(paths.flatten().filter(|p| !self.excluded(p)));
             }
         }
-        set.into_iter().filter(|p| !self.excluded(p)).collect()
+        if self.includes.len() > 1 {
+            // Byte order is enough to drop duplicates, and much cheaper than Path's order.
+            all.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+            all.dedup();
+        }
+        all
     }
 
     fn matches(&self, path: &Path) -> bool {
@@ -108,11 +120,10 @@ impl Input {
             ..Default::default()
         };
         !self.excluded(path)
-            && self.includes.iter().any(|g| {
-                glob::Pattern::new(g)
-                    .map(|p| p.matches_path_with(path, opts))
-                    .unwrap_or(false)
-            })
+            && self
+                .include_patterns
+                .iter()
+                .any(|p| p.matches_path_with(path, opts))
     }
 
     /// Directories to watch for events: each glob's fixed prefix, recursive when the glob
@@ -163,7 +174,8 @@ struct Discovery {
     input: Arc<Input>,
     pipeline: Pipeline,
     host: Arc<str>,
-    wakers: HashMap<PathBuf, Sender<()>>,
+    /// Wake senders of running tailers, by every path their events may name.
+    wakers: HashMap<PathBuf, (Sender<()>, Arc<FileState>)>,
     watcher: Option<notify::RecommendedWatcher>,
     events: Receiver<notify::Result<notify::Event>>,
     watched: HashSet<PathBuf>,
@@ -172,6 +184,7 @@ struct Discovery {
     first_scan: bool,
     seen: HashSet<FileKey>,
     waiting: usize,
+    scans: u64,
 }
 
 enum Opened {
@@ -205,6 +218,7 @@ impl Discovery {
             first_scan: true,
             seen: HashSet::new(),
             waiting: 0,
+            scans: 0,
         }
     }
 
@@ -261,7 +275,7 @@ impl Discovery {
         };
         for p in ev.paths {
             let woke = match self.wakers.get(&p) {
-                Some(w) => match w.try_send(()) {
+                Some((w, _)) => match w.try_send(()) {
                     Ok(()) | Err(TrySendError::Full(())) => true,
                     Err(TrySendError::Disconnected(())) => {
                         self.wakers.remove(&p);
@@ -270,7 +284,10 @@ impl Discovery {
                 },
                 None => false,
             };
-            let structural = matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)));
+            let structural = matches!(
+                ev.kind,
+                EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
+            );
             if (!woke || structural) && self.input.matches(&p) {
                 dirty.insert(p);
             }
@@ -283,8 +300,12 @@ impl Discovery {
         }
     }
 
+    fn is_watched(&self, dir: &Path) -> bool {
+        self.watched.contains(dir) || self.recursive.iter().any(|r| dir.starts_with(r))
+    }
+
     fn watch(&mut self, dir: &Path, mode: RecursiveMode) {
-        if self.watched.contains(dir) || self.recursive.iter().any(|r| dir.starts_with(r)) {
+        if self.is_watched(dir) {
             return;
         }
         let Some(w) = self.watcher.as_mut() else {
@@ -301,14 +322,20 @@ impl Discovery {
     }
 
     fn scan(&mut self) {
+        let t0 = Instant::now();
         self.seen.clear();
         self.waiting = 0;
         for path in self.input.matched() {
             self.consider(&path);
         }
         self.pipeline.slots.set_waiting(self.waiting);
-        self.wakers.retain(|_, w| !matches!(w.try_send(()), Err(TrySendError::Disconnected(()))));
-        self.forget_old();
+        self.scans += 1;
+        if self.scans % 60 == 1 {
+            // A tailer that ended leaves its sender behind; a live one must not be woken here.
+            self.wakers.retain(|_, (_, st)| st.is_active());
+            self.forget_old();
+        }
+        tracing::trace!(took = ?t0.elapsed(), "scan");
     }
 
     fn warn_once(&mut self, path: &Path, what: &str, e: &io::Error) {
@@ -329,14 +356,16 @@ impl Discovery {
             return;
         }
         let key = FileKey::of(&meta);
-        self.seen.insert(key);
+        if self.first_scan {
+            self.seen.insert(key);
+        }
         let existing = self.input.registry.lock().get(&key).cloned();
         if let Some(st) = &existing {
             let mut p = st.progress();
             p.last_seen = unix_now();
             if st.is_active() {
                 // The same file under another matched name (renamed, or a second link).
-                if p.path != path && !same_file(&p.path, key) {
+                if p.path.as_os_str() != path.as_os_str() && !same_file(&p.path, key) {
                     p.path = path.to_path_buf();
                 }
                 drop(p);
@@ -359,16 +388,22 @@ impl Discovery {
     }
 
     fn add_waker(&mut self, path: &Path, st: &Arc<FileState>) {
-        if !self.wakers.contains_key(path) && st.is_active() {
+        if !self.wakers.contains_key(path)
+            && st.is_active()
+            && let Some(w) = self.wakers.get(&st.origin).cloned()
+        {
             // The tailer registered its waker under its own paths; share it.
-            if let Some(w) = self.wakers.get(&st.origin).cloned() {
-                self.wakers.insert(path.to_path_buf(), w);
-            }
+            self.wakers.insert(path.to_path_buf(), w);
         }
     }
 
     /// Opens a file and starts its tailer. `rotated` marks a file found outside the globs.
-    fn open(&mut self, path: &Path, existing: Option<Arc<FileState>>, rotated: bool) -> io::Result<Opened> {
+    fn open(
+        &mut self,
+        path: &Path,
+        existing: Option<Arc<FileState>>,
+        rotated: bool,
+    ) -> io::Result<Opened> {
         if !self.pipeline.slots.try_acquire() {
             return Ok(Opened::NoSlot);
         }
@@ -457,6 +492,11 @@ impl Discovery {
             }
         };
         let offset = state.progress().read_offset;
+        let real = std::fs::canonicalize(path).ok();
+        let dir = real.as_deref().and_then(Path::parent);
+        if let Some(dir) = dir {
+            self.watch(dir, RecursiveMode::NonRecursive);
+        }
         let (wtx, wrx) = crossbeam_channel::bounded(1);
         state.active.store(true, Ordering::Release);
         let start = Start {
@@ -464,19 +504,22 @@ impl Discovery {
             state: state.clone(),
             offset,
             wake: wrx,
+            events: dir.is_some_and(|d| self.is_watched(d)),
         };
         if let Err(e) = tailer::spawn(self.pipeline.clone(), self.input.params.clone(), start) {
             state.active.store(false, Ordering::Release);
-            return Err(io::Error::new(e.kind(), format!("cannot start a tailer thread: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot start a tailer thread: {e}"),
+            ));
         }
         debug!(path = %path.display(), offset, size, "opened");
-        self.wakers.insert(path.to_path_buf(), wtx.clone());
-        self.wakers.insert(state.origin.clone(), wtx.clone());
-        if let Ok(real) = std::fs::canonicalize(path) {
-            if let Some(dir) = real.parent() {
-                self.watch(dir, RecursiveMode::NonRecursive);
-            }
-            self.wakers.insert(real, wtx);
+        self.wakers
+            .insert(path.to_path_buf(), (wtx.clone(), state.clone()));
+        self.wakers
+            .insert(state.origin.clone(), (wtx.clone(), state.clone()));
+        if let Some(real) = real {
+            self.wakers.insert(real, (wtx, state.clone()));
         }
         Ok(Opened::Started)
     }
@@ -493,7 +536,12 @@ impl Discovery {
             .collect();
         let mut by_dir: HashMap<PathBuf, Vec<Arc<FileState>>> = HashMap::new();
         for st in missing {
-            let dir = st.progress().path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let dir = st
+                .progress()
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
             by_dir.entry(dir).or_default().push(st);
         }
         for (dir, states) in by_dir {
@@ -502,10 +550,10 @@ impl Discovery {
             };
             let mut keys: HashMap<FileKey, PathBuf> = HashMap::new();
             for e in entries.flatten() {
-                if let Ok(m) = e.metadata() {
-                    if m.is_file() {
-                        keys.insert(FileKey::of(&m), e.path());
-                    }
+                if let Ok(m) = e.metadata()
+                    && m.is_file()
+                {
+                    keys.insert(FileKey::of(&m), e.path());
                 }
             }
             for st in states {
@@ -532,7 +580,9 @@ impl Discovery {
 }
 
 fn same_file(path: &Path, key: FileKey) -> bool {
-    std::fs::metadata(path).map(|m| FileKey::of(&m) == key).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| FileKey::of(&m) == key)
+        .unwrap_or(false)
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {

@@ -248,7 +248,9 @@ impl OpenSlots {
     /// Takes a slot if one is free.
     pub fn try_acquire(&self) -> bool {
         self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
             .is_ok()
     }
 

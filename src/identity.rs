@@ -96,7 +96,10 @@ pub fn marker_at(file: &File, offset: u64) -> io::Result<u64> {
     let start = offset.saturating_sub(MARKER_BYTES as u64);
     let bytes = read_at_most(file, start, (offset - start) as usize)?;
     if bytes.len() as u64 != offset - start {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than offset"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shorter than offset",
+        ));
     }
     Ok(fnv1a(&bytes))
 }

@@ -33,7 +33,14 @@ fn escape_str(s: &str, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&bytes[start..i]);
         if esc == b'u' {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
         } else {
             out.extend_from_slice(&[b'\\', esc]);
         }
@@ -67,7 +74,9 @@ pub fn encode(batch: &Batch, format: EventFormat, out: &mut Vec<u8>) {
             let mut prefix = Vec::with_capacity(64 + batch.file.json_mid.len());
             prefix.extend_from_slice(b"{\"timestamp\":\"");
             prefix.extend_from_slice(
-                humantime::format_rfc3339_micros(batch.read_time).to_string().as_bytes(),
+                humantime::format_rfc3339_micros(batch.read_time)
+                    .to_string()
+                    .as_bytes(),
             );
             prefix.extend_from_slice(&batch.file.json_mid);
             let mut num = itoa_buf();

@@ -22,7 +22,10 @@ pub struct FileSink {
 fn open_append(path: &Path) -> io::Result<(File, u64)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot create output directory {}: {e}", dir.display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot create output directory {}: {e}", dir.display()),
+            )
         })?;
     }
     let mut f = OpenOptions::new()
@@ -30,7 +33,12 @@ fn open_append(path: &Path) -> io::Result<(File, u64)> {
         .append(true)
         .read(true)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open output file {}: {e}", path.display())))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open output file {}: {e}", path.display()),
+            )
+        })?;
     let meta = f.metadata()?;
     // A crash may have left half an event; end it so the next one starts on its own line.
     if meta.len() > 0 {
@@ -60,7 +68,9 @@ impl FileSink {
         if self.file.is_some() && self.checked.elapsed() >= PATH_CHECK {
             self.checked = Instant::now();
             // Writes to a removed file succeed but reach nobody: follow the path instead.
-            let same = std::fs::metadata(&self.path).map(|m| m.ino() == self.ino).unwrap_or(false);
+            let same = std::fs::metadata(&self.path)
+                .map(|m| m.ino() == self.ino)
+                .unwrap_or(false);
             if !same {
                 warn!(path = %self.path.display(), "output file was removed or replaced; recreating it");
                 self.file = None;

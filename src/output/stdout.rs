@@ -14,7 +14,9 @@ impl StdoutSink {
     /// A duplicate of fd 1: our own buffer already batches, so std's line buffering is skipped.
     pub fn new() -> io::Result<StdoutSink> {
         let fd = io::stdout().as_fd().try_clone_to_owned()?;
-        Ok(StdoutSink { out: File::from(fd) })
+        Ok(StdoutSink {
+            out: File::from(fd),
+        })
     }
 }
 

@@ -54,7 +54,10 @@ impl Splitter {
             }
             // A writer without O_APPEND after copytruncate leaves a hole of NULs: not lines.
             if start < len && chunk[start] == 0 {
-                let n = chunk[start..].iter().position(|&b| b != 0).unwrap_or(len - start);
+                let n = chunk[start..]
+                    .iter()
+                    .position(|&b| b != 0)
+                    .unwrap_or(len - start);
                 self.nul_bytes += n as u64;
                 start += n;
             }
@@ -86,7 +89,12 @@ impl Splitter {
                     self.skipping = true;
                     start += self.max_line;
                 }
-                None => return Split { cut: start, boundary },
+                None => {
+                    return Split {
+                        cut: start,
+                        boundary,
+                    };
+                }
             }
         }
     }
@@ -111,10 +119,22 @@ mod tests {
         let mut s = Splitter::new(100);
         let (v, r) = run(&mut s, b"a\r\n\nbc\npart");
         assert_eq!(v, vec!["a", "", "bc"]);
-        assert_eq!(r, Split { cut: 7, boundary: Some(7) });
+        assert_eq!(
+            r,
+            Split {
+                cut: 7,
+                boundary: Some(7)
+            }
+        );
         let (v, r) = run(&mut s, b"partial");
         assert!(v.is_empty());
-        assert_eq!(r, Split { cut: 0, boundary: None });
+        assert_eq!(
+            r,
+            Split {
+                cut: 0,
+                boundary: None
+            }
+        );
     }
 
     #[test]
@@ -130,13 +150,31 @@ mod tests {
         let (v, r) = run(&mut s, b"abcd\nabcde\nabcdefgh");
         assert_eq!(v, vec!["abcd", "abcd", "abcd"]);
         assert!(s.skipping);
-        assert_eq!(r, Split { cut: 19, boundary: Some(11) });
+        assert_eq!(
+            r,
+            Split {
+                cut: 19,
+                boundary: Some(11)
+            }
+        );
         let (v, r) = run(&mut s, b"ijk");
         assert!(v.is_empty());
-        assert_eq!(r, Split { cut: 3, boundary: None });
+        assert_eq!(
+            r,
+            Split {
+                cut: 3,
+                boundary: None
+            }
+        );
         let (v, r) = run(&mut s, b"xyz\nok\n");
         assert_eq!(v, vec!["ok"]);
-        assert_eq!(r, Split { cut: 7, boundary: Some(7) });
+        assert_eq!(
+            r,
+            Split {
+                cut: 7,
+                boundary: Some(7)
+            }
+        );
         assert_eq!(s.truncated, 2);
     }
 

@@ -4,18 +4,21 @@
 pub mod lines;
 
 use crate::event::{Batch, BufferPool, FileState, Line, OpenSlots, Stop};
-use crate::identity::{fnv1a, read_at_most, FileKey, Fingerprint, FINGERPRINT_BYTES, MARKER_BYTES};
+use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, MARKER_BYTES, fnv1a, read_at_most};
 use crate::stats::{self, Stats};
 use crossbeam_channel::{Receiver, Sender};
 use lines::Splitter;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
+
+/// Safety-net poll of a quiet file whose changes arrive as filesystem events.
+const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// Stack of a tailer thread: small, since a thousand of them may exist.
 const STACK_BYTES: usize = 256 * 1024;
@@ -58,13 +61,20 @@ pub struct Start {
     pub offset: u64,
     /// Wake-ups from filesystem events.
     pub wake: Receiver<()>,
+    /// Whether the file's directory is watched, so that events (not polls) bring changes.
+    pub events: bool,
 }
 
 /// Starts a tailer thread; the slot and the active mark are released when it ends.
 pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Result<JoinHandle<()>> {
     let name = format!(
         "tail:{}",
-        start.state.origin.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        start
+            .state
+            .origin
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     );
     let (fp, generation, boundary_marker) = {
         let p = start.state.progress();
@@ -84,6 +94,7 @@ pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Resul
         file: start.file,
         state: start.state,
         wake: Some(start.wake),
+        events: start.events,
         generation,
         fingerprint: fp,
         pos: start.offset,
@@ -108,6 +119,7 @@ struct Tailer {
     file: File,
     state: Arc<FileState>,
     wake: Option<Receiver<()>>,
+    events: bool,
     generation: u32,
     fingerprint: Fingerprint,
     /// Next byte to read.
@@ -168,8 +180,12 @@ impl Tailer {
             p.last_seen = crate::event::unix_now();
         }
         match exit {
-            Exit::Rotated => info!(path = %self.path_display(), offset = self.pos, "rotated file drained and quiet; closed"),
-            Exit::Inactive => debug!(path = %self.path_display(), offset = self.boundary, "file inactive; closed"),
+            Exit::Rotated => {
+                info!(path = %self.path_display(), offset = self.pos, "rotated file drained and quiet; closed")
+            }
+            Exit::Inactive => {
+                debug!(path = %self.path_display(), offset = self.boundary, "file inactive; closed")
+            }
             Exit::Stop => {}
         }
         stats.files_open.fetch_sub(1, Ordering::Relaxed);
@@ -282,7 +298,7 @@ impl Tailer {
             stats::add(&self.pipeline.stats.lines_truncated, t);
             self.truncation_warnings += t;
             // Warn on the first few, then sparsely: a binary file must not flood the log.
-            if self.truncation_warnings <= 10 || self.truncation_warnings % 1000 == 0 {
+            if self.truncation_warnings <= 10 || self.truncation_warnings.is_multiple_of(1000) {
                 warn!(path = %self.path_display(), near_offset = base, max_line_bytes = self.params.max_line_bytes,
                     total_truncated = self.splitter.truncated, "line longer than max_line_bytes truncated");
             }
@@ -379,7 +395,19 @@ impl Tailer {
 
     fn wait(&mut self) {
         let stop = self.pipeline.stop.receiver();
-        let poll = self.params.poll_interval;
+        let quiet = self.last_data.elapsed();
+        // With events flowing, polling is only a safety net: a quiet file polls rarely, so a
+        // thousand idle files cost next to nothing.
+        let poll = if self.events && !self.rotated && quiet > self.params.poll_interval * 8 {
+            IDLE_POLL.max(self.params.poll_interval).min(
+                self.params
+                    .close_inactive
+                    .saturating_sub(quiet)
+                    .max(self.params.poll_interval),
+            )
+        } else {
+            self.params.poll_interval
+        };
         match &self.wake {
             Some(wake) => crossbeam_channel::select! {
                 recv(wake) -> r => if r.is_err() { self.wake = None },
@@ -412,7 +440,9 @@ impl Tailer {
             let at = self.pos - tail.len() as u64;
             !tail.is_empty()
                 && self.pos > u64::from(self.fingerprint.len)
-                && read_at_most(&self.file, at, tail.len()).map(|b| b != tail).unwrap_or(false)
+                && read_at_most(&self.file, at, tail.len())
+                    .map(|b| b != tail)
+                    .unwrap_or(false)
         };
         if rewritten {
             stats::add(&self.pipeline.stats.rotations_fingerprint, 1);
@@ -424,10 +454,10 @@ impl Tailer {
     }
 
     fn upgrade_fingerprint(&mut self) {
-        if let Ok(head) = read_at_most(&self.file, 0, FINGERPRINT_BYTES) {
-            if self.fingerprint.matches_head(&head) {
-                self.set_fingerprint(Fingerprint::of_head(&head));
-            }
+        if let Ok(head) = read_at_most(&self.file, 0, FINGERPRINT_BYTES)
+            && self.fingerprint.matches_head(&head)
+        {
+            self.set_fingerprint(Fingerprint::of_head(&head));
         }
     }
 
