@@ -174,7 +174,17 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Few malloc arenas: a thousand tailer threads must not each get one (memory per idle file).
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator tunable; called before threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn run(cfg: Config) -> u8 {
+    limit_malloc_arenas();
     let host: Arc<str> = hostname().into();
     let nofile = raise_nofile_limit();
     let derived = nofile.saturating_sub(FD_HEADROOM).max(16) as usize;

@@ -36,6 +36,8 @@ pub struct Input {
     pub excludes: Vec<glob::Pattern>,
     /// Include patterns, compiled, for paths named by filesystem events.
     include_patterns: Vec<glob::Pattern>,
+    /// Per include: (directory, file-name pattern) when only the last component is a pattern.
+    single_dir: Vec<Option<(PathBuf, glob::Pattern)>>,
 }
 
 /// Removes `.` components and resolves `..` lexically (globs cannot be canonicalized).
@@ -77,6 +79,7 @@ impl Input {
             .iter()
             .filter_map(|g| glob::Pattern::new(g).ok())
             .collect();
+        let single_dir = includes.iter().map(|g| single_dir_glob(g)).collect();
         let excludes = cfg
             .exclude
             .iter()
@@ -90,6 +93,7 @@ impl Input {
             includes,
             excludes,
             include_patterns,
+            single_dir,
         }
     }
 
@@ -99,17 +103,44 @@ impl Input {
 
     /// The files the globs match now, excluded ones removed.
     pub fn matched(&self) -> Vec<PathBuf> {
+        self.candidates().into_iter().map(|c| c.path).collect()
+    }
+
+    /// Like `matched`, with what the directory listing told about each entry.
+    fn candidates(&self) -> Vec<Candidate> {
         let mut all = Vec::new();
-        for g in &self.includes {
+        for (g, fast) in self.includes.iter().zip(&self.single_dir) {
+            if let Some((dir, name)) = fast {
+                // Only the file name is a pattern: one readdir, no per-entry allocation for
+                // names that do not match (the common `/var/log/app/*.log` case).
+                if let Ok(rd) = std::fs::read_dir(dir) {
+                    for e in rd.flatten() {
+                        let n = e.file_name();
+                        if n.to_str().is_some_and(|s| name.matches(s)) {
+                            let path = e.path();
+                            if !self.excluded(&path) {
+                                let plain = e.file_type().is_ok_and(|t| t.is_file());
+                                all.push(Candidate { path, plain });
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             if let Ok(paths) = glob::glob(g) {
                 // Entries that vanish or cannot be read mid-walk are simply not matched.
-                all.extend(paths.flatten().filter(|p| !self.excluded(p)));
+                all.extend(
+                    paths
+                        .flatten()
+                        .filter(|p| !self.excluded(p))
+                        .map(|path| Candidate { path, plain: false }),
+                );
             }
         }
         if self.includes.len() > 1 {
             // Byte order is enough to drop duplicates, and much cheaper than Path's order.
-            all.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-            all.dedup();
+            all.sort_unstable_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
+            all.dedup_by(|a, b| a.path == b.path);
         }
         all
     }
@@ -159,6 +190,18 @@ impl Input {
     }
 }
 
+/// A path the globs matched.
+struct Candidate {
+    path: PathBuf,
+    /// The listing says it is a regular file (not a link): its identity changes only through
+    /// events on its own directory.
+    plain: bool,
+}
+
+/// Every this many scans, even files known to be open are stat()ed again (a safety net for
+/// missed filesystem events).
+const FULL_SCAN_EVERY: u64 = 30;
+
 /// Starts the discovery thread of an input.
 pub fn spawn(
     input: Arc<Input>,
@@ -185,6 +228,7 @@ struct Discovery {
     seen: HashSet<FileKey>,
     waiting: usize,
     scans: u64,
+    full_scan_due: bool,
 }
 
 enum Opened {
@@ -219,6 +263,7 @@ impl Discovery {
             seen: HashSet::new(),
             waiting: 0,
             scans: 0,
+            full_scan_due: false,
         }
     }
 
@@ -269,10 +314,18 @@ impl Discovery {
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
-                debug!(error = %e, "filesystem event error; the next scan covers it");
+                debug!(error = %e, "filesystem event error; the next scan looks at every file");
+                self.full_scan_due = true;
                 return;
             }
         };
+        if ev.need_rescan() {
+            // Events were lost: every tailer looks again, and the next scan stats every file.
+            self.full_scan_due = true;
+            for (w, _) in self.wakers.values() {
+                let _ = w.try_send(());
+            }
+        }
         for p in ev.paths {
             let woke = match self.wakers.get(&p) {
                 Some((w, _)) => match w.try_send(()) {
@@ -325,8 +378,22 @@ impl Discovery {
         let t0 = Instant::now();
         self.seen.clear();
         self.waiting = 0;
-        for path in self.input.matched() {
-            self.consider(&path);
+        let full = self.first_scan || self.full_scan_due || self.scans % FULL_SCAN_EVERY == 0;
+        self.full_scan_due = false;
+        for c in self.input.candidates() {
+            // An open plain file in a watched directory: events report its rotation, so
+            // the idle scan skips the stat (what keeps a thousand quiet files cheap).
+            if !full
+                && c.plain
+                && self
+                    .wakers
+                    .get(&c.path)
+                    .is_some_and(|(_, st)| st.is_active())
+                && c.path.parent().is_some_and(|d| self.is_watched(d))
+            {
+                continue;
+            }
+            self.consider(&c.path);
         }
         self.pipeline.slots.set_waiting(self.waiting);
         self.scans += 1;
@@ -577,6 +644,21 @@ impl Discovery {
             st.is_active() || now.saturating_sub(st.progress().last_seen) < FORGET_AFTER_SECS
         });
     }
+}
+
+fn is_wild(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// `(dir, pattern)` for a glob whose only wildcards are in its last component.
+fn single_dir_glob(g: &str) -> Option<(PathBuf, glob::Pattern)> {
+    let p = Path::new(g);
+    let name = p.file_name()?.to_str()?;
+    let dir = p.parent()?;
+    if !is_wild(name) || is_wild(&dir.to_string_lossy()) || name == "**" {
+        return None;
+    }
+    Some((dir.to_path_buf(), glob::Pattern::new(name).ok()?))
 }
 
 fn same_file(path: &Path, key: FileKey) -> bool {

@@ -217,6 +217,14 @@ impl BufferPool {
         }
     }
 
+    /// Frees the memory of the buffers sitting in the pool (those in flight are untouched).
+    pub fn trim(&self) {
+        let idle: Vec<Vec<u8>> = self.rx.try_iter().collect();
+        for _ in idle {
+            let _ = self.tx.try_send(Vec::new());
+        }
+    }
+
     /// Gives a buffer back, trimming one that grew for a long line.
     pub fn give(&self, mut buf: Vec<u8>) {
         buf.clear();

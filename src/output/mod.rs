@@ -7,7 +7,7 @@ pub mod stdout;
 use crate::config::{EventFormat, OutputConfig, OutputType};
 use crate::event::{Batch, BufferPool, FileState, Stop};
 use crate::stats::{self, Stats};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,9 @@ use tracing::{error, warn};
 
 /// Encoded bytes gathered before one write: large enough to amortise syscalls.
 const FLUSH_BYTES: usize = 512 * 1024;
+
+/// After this long without batches the output frees its buffers and the pool's.
+const IDLE_TRIM: Duration = Duration::from_secs(1);
 
 /// What the output loop does after a failed write.
 #[derive(Debug, PartialEq, Eq)]
@@ -79,7 +82,23 @@ pub fn run(
 ) -> Result<(), OutputFailed> {
     let mut out = Vec::with_capacity(FLUSH_BYTES + pool.chunk * 2);
     let mut pending: Vec<Pending> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    let mut trimmed = false;
+    loop {
+        let first = match rx.recv_timeout(IDLE_TRIM) {
+            Ok(b) => b,
+            Err(RecvTimeoutError::Timeout) => {
+                if !trimmed {
+                    // Quiet: give memory back; it is allocated again when lines arrive.
+                    pool.trim();
+                    out = Vec::new();
+                    release_free_memory();
+                    trimmed = true;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        trimmed = false;
         let mut next = Some(first);
         while let Some(batch) = next.take() {
             encode::encode(&batch, format, &mut out);
@@ -114,6 +133,15 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// Hands freed heap pages back to the OS (glibc keeps them otherwise).
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases unused memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn write_out(sink: &mut dyn Sink, data: &[u8], stop: &Stop, stats: &Stats) -> io::Result<()> {

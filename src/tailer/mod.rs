@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 /// Safety-net poll of a quiet file whose changes arrive as filesystem events.
-const IDLE_POLL: Duration = Duration::from_secs(5);
+const IDLE_POLL: Duration = Duration::from_secs(10);
 
 /// Stack of a tailer thread: small, since a thousand of them may exist.
 const STACK_BYTES: usize = 256 * 1024;
@@ -194,12 +194,22 @@ impl Tailer {
     }
 
     fn main_loop(&mut self) -> Exit {
+        let mut long_poll_timed_out = false;
         loop {
             if self.pipeline.stop.is_set() {
                 return Exit::Stop;
             }
+            // Every read first confirms the content is still what we were reading: a file
+            // truncated and rewritten past our offset must not be read from the middle.
+            self.check_before_reading();
             match self.read_once() {
                 Step::Data => {
+                    if long_poll_timed_out && self.events {
+                        // Data arrived that no event announced: poll this file normally.
+                        debug!(path = %self.path_display(), "changes arrive without filesystem events; polling every poll_interval");
+                        self.events = false;
+                    }
+                    long_poll_timed_out = false;
                     self.last_data = Instant::now();
                     continue;
                 }
@@ -209,8 +219,7 @@ impl Tailer {
             if let Some(exit) = self.at_eof() {
                 return exit;
             }
-            self.wait();
-            self.check_before_reading();
+            long_poll_timed_out = self.wait();
         }
     }
 
@@ -393,7 +402,8 @@ impl Tailer {
         let _ = self.send(buf, base, lines);
     }
 
-    fn wait(&mut self) {
+    /// Sleeps until an event, stop, or the poll timeout; true when a long (idle) poll timed out.
+    fn wait(&mut self) -> bool {
         let stop = self.pipeline.stop.receiver();
         let quiet = self.last_data.elapsed();
         // With events flowing, polling is only a safety net: a quiet file polls rarely, so a
@@ -408,14 +418,21 @@ impl Tailer {
         } else {
             self.params.poll_interval
         };
+        let long = poll > self.params.poll_interval;
         match &self.wake {
             Some(wake) => crossbeam_channel::select! {
-                recv(wake) -> r => if r.is_err() { self.wake = None },
-                recv(stop) -> _ => {},
-                default(poll) => {},
+                recv(wake) -> r => {
+                    if r.is_err() {
+                        self.wake = None;
+                    }
+                    false
+                },
+                recv(stop) -> _ => false,
+                default(poll) => long,
             },
             None => {
                 let _ = stop.recv_timeout(poll);
+                false
             }
         }
     }
