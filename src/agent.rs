@@ -367,12 +367,18 @@ fn spawn_checkpointer(
         .name(format!("checkpoint-{}", input.index))
         .spawn(move || {
             let mut failing = false;
+            let mut last_digest = None;
             while matches!(
                 stop.receiver().recv_timeout(interval),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout)
             ) {
+                let digest = checkpoint::digest(&input.registry);
+                if last_digest == Some(digest) && !failing {
+                    continue;
+                }
                 match store.write(&checkpoint::snapshot(&input.registry)) {
                     Ok(written) => {
+                        last_digest = Some(digest);
                         if written {
                             stats::add(&stats.checkpoint_writes, 1);
                         }

@@ -87,6 +87,30 @@ impl Entry {
     }
 }
 
+/// A cheap digest of what a snapshot would hold: lets an idle agent skip building and
+/// serializing an unchanged checkpoint.
+pub fn digest(registry: &Registry) -> u64 {
+    let mut h: u64 = 0;
+    for st in registry.all() {
+        let p = st.progress();
+        let mut x = st.key.ino ^ st.key.dev.rotate_left(17);
+        for v in [
+            p.acked_offset,
+            p.acked_marker,
+            p.fingerprint.hash ^ u64::from(p.fingerprint.len),
+            p.path.as_os_str().len() as u64,
+            crate::identity::fnv1a(p.path.as_os_str().as_encoded_bytes()),
+            // last_seen only matters at the scale of the one-day expiry.
+            p.last_seen / 3600,
+        ] {
+            x = (x ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        }
+        // Order-independent: the registry is a hash map.
+        h = h.wrapping_add(x);
+    }
+    h
+}
+
 /// Entries for every file of a registry, sorted for stable output.
 pub fn snapshot(registry: &Registry) -> Vec<Entry> {
     let mut v: Vec<Entry> = registry.all().iter().map(|s| Entry::of(s)).collect();

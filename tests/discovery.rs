@@ -78,7 +78,12 @@ fn recursive_glob_finds_nested_files_and_new_directories() {
 
 /// Makes the temp tree usable by an unprivileged agent (uid/gid 65534).
 fn open_up_for_nobody(env: &Env) {
-    for d in [env.root().to_path_buf(), env.logs(), env.ckpt(), env.path("out")] {
+    for d in [
+        env.root().to_path_buf(),
+        env.logs(),
+        env.ckpt(),
+        env.path("out"),
+    ] {
         fs::create_dir_all(&d).unwrap();
         fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
     }
@@ -114,7 +119,11 @@ fn unreadable_file_is_warned_about_and_retried_not_fatal() {
     agent.assert_running();
     out.refresh();
     for l in &locked {
-        assert_eq!(out.count(l), 0, "read a file the agent has no permission for");
+        assert_eq!(
+            out.count(l),
+            0,
+            "read a file the agent has no permission for"
+        );
     }
     // Still tailing the readable file.
     let ok2 = lines("readable", 20..40);
@@ -128,5 +137,85 @@ fn unreadable_file_is_warned_about_and_retried_not_fatal() {
     agent.term_ok();
     out.refresh();
     let expected: Vec<String> = ok.iter().chain(&ok2).chain(&locked).cloned().collect();
+    assert_exactly_once(&out, &expected);
+}
+
+#[test]
+fn hundreds_of_files_each_line_exactly_once_and_idle_cpu_is_low() {
+    let env = Env::new();
+    let files = 300;
+    let mut expected = Vec::new();
+    for f in 0..files {
+        let ls = lines(&format!("many-{f:03}"), 0..100);
+        write_lines(&env.log(&format!("f-{f:03}.log")), &ls);
+        expected.extend(ls);
+    }
+    let mut cfg = env.config();
+    // The idle-CPU figure is about a realistic agent: default scan and poll intervals.
+    cfg.input().scan_interval = "1s".into();
+    cfg.input().poll_interval = "250ms".into();
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages_within(&mut out, &expected, std::time::Duration::from_secs(30));
+    // Every file is being tailed: one more line each.
+    let mut more = Vec::new();
+    for f in 0..files {
+        let l = line(&format!("many-{f:03}"), 100);
+        append_lines(&env.log(&format!("f-{f:03}.log")), std::slice::from_ref(&l));
+        more.push(l);
+    }
+    agent.wait_for_messages_within(&mut out, &more, std::time::Duration::from_secs(30));
+    expected.extend(more);
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+
+    // Let the last checkpoint be written, then measure a quiet window. (A measurement,
+    // not a wait for a result.)
+    agent.wait("checkpoint covering all files", || {
+        checkpoint_entries(&env.ckpt()).len() >= files
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let window = std::time::Duration::from_secs(3);
+    let t0 = std::time::Instant::now();
+    let c0 = cpu_ticks(agent.pid);
+    std::thread::sleep(window);
+    let c1 = cpu_ticks(agent.pid);
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = (c1 - c0) as f64 / clk_tck() as f64 / secs;
+    eprintln!(
+        "idle agent with {files} files: {:.2}% of a core ({} ticks over {secs:.2}s)",
+        cpu * 100.0,
+        c1 - c0
+    );
+    assert!(
+        cpu < 0.01,
+        "idle agent watching {files} files used {:.2}% of a core (limit 1%)",
+        cpu * 100.0
+    );
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}
+
+#[test]
+fn dangling_symlink_and_directory_matching_the_glob_are_not_fatal() {
+    let env = Env::new();
+    let targets = env.path("targets");
+    fs::create_dir_all(&targets).unwrap();
+    std::os::unix::fs::symlink(targets.join("later.txt"), env.log("dangling.log")).unwrap();
+    fs::create_dir_all(env.log("a-directory.log")).unwrap();
+    let real = lines("real-file", 0..20);
+    write_lines(&env.log("real.log"), &real);
+    let mut agent = env.spawn(&env.config());
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &real);
+    agent.assert_running();
+    // The link's target appears: it is read (a file created while running starts at 0).
+    let later = lines("link-target-created-later", 0..20);
+    write_lines(&targets.join("later.txt"), &later);
+    agent.wait_for_messages(&mut out, &later);
+    agent.term_ok();
+    out.refresh();
+    let expected: Vec<String> = real.iter().chain(&later).cloned().collect();
     assert_exactly_once(&out, &expected);
 }

@@ -52,7 +52,11 @@ fn rotation_under_load(glob_rotated_too: bool, logrotate_shift: bool) {
     let env = Env::new();
     let path = env.log("app.log");
     let mut cfg = env.config();
-    let pattern = if glob_rotated_too { "app.log*" } else { "app.log" };
+    let pattern = if glob_rotated_too {
+        "app.log*"
+    } else {
+        "app.log"
+    };
     cfg.input().paths = vec![env.glob(pattern)];
     cfg.input().rotate_wait = "1s".into();
     let mut w = LogWriter::open(&path, "load");
@@ -267,7 +271,10 @@ fn symlink_is_followed_and_repointed_target_is_read() {
     assert_exactly_once(&out, &expected);
     let link_s = link.to_str().unwrap();
     for e in &out.events {
-        assert_eq!(e.path, link_s, "event path should be the matched path: {e:?}");
+        assert_eq!(
+            e.path, link_s,
+            "event path should be the matched path: {e:?}"
+        );
     }
 }
 
@@ -397,5 +404,188 @@ fn rotation_keeps_other_files_flowing() {
     agent.wait_for_messages(&mut out, &expected);
     agent.term_ok();
     out.refresh();
+    assert_exactly_once(&out, &expected);
+}
+
+/// Freezes the agent (SIGSTOP) while `f` changes files, so the agent cannot look in between,
+/// then lets it go on (SIGCONT).
+fn while_frozen(agent: &Agent, f: impl FnOnce()) {
+    agent.signal(libc::SIGSTOP);
+    // The stop is asynchronous: wait until /proc says the process is stopped.
+    agent.wait("agent to be stopped by SIGSTOP", || {
+        fs::read_to_string(format!("/proc/{}/stat", agent.pid))
+            .map(|s| {
+                let after = &s[s.rfind(')').unwrap() + 2..];
+                after.starts_with('T')
+            })
+            .unwrap_or(false)
+    });
+    f();
+    agent.signal(libc::SIGCONT);
+}
+
+#[test]
+fn file_rewritten_in_place_and_larger_while_agent_is_frozen_is_read_from_zero() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let old = lines("old-content", 0..50);
+    write_lines(&path, &old);
+    let mut agent = env.spawn(&env.config());
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &old);
+    let id_before = inode(&path);
+    let new = lines("rewritten-while-frozen", 0..200);
+    while_frozen(&agent, || {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&joined(&new)).unwrap();
+    });
+    assert_eq!(inode(&path), id_before, "test precondition: same inode");
+    agent.wait_for_messages(&mut out, &new);
+    agent.term_ok();
+    out.refresh();
+    let expected: Vec<String> = old.iter().chain(&new).cloned().collect();
+    assert_exactly_once(&out, &expected);
+}
+
+#[test]
+fn file_deleted_and_recreated_larger_while_agent_is_frozen_is_read_from_zero() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let old = lines("first-incarnation", 0..50);
+    write_lines(&path, &old);
+    let mut agent = env.spawn(&env.config());
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &old);
+    let old_id = inode(&path);
+    let new = lines("second-incarnation", 0..200);
+    while_frozen(&agent, || {
+        fs::remove_file(&path).unwrap();
+        write_lines(&path, &new);
+    });
+    eprintln!(
+        "note: inode {}reused",
+        if inode(&path) == old_id { "" } else { "not " }
+    );
+    agent.wait_for_messages(&mut out, &new);
+    agent.term_ok();
+    out.refresh();
+    let expected: Vec<String> = old.iter().chain(&new).cloned().collect();
+    assert_exactly_once(&out, &expected);
+}
+
+#[test]
+fn rename_rotation_while_agent_is_frozen_drains_old_and_reads_new() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("app.log")];
+    let mut w = LogWriter::open(&path, "gen0");
+    w.write_n(50);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &w.written);
+    let mut new = LogWriter::open(&env.path("placeholder"), "gen1");
+    while_frozen(&agent, || {
+        w.write_n(30); // not yet seen
+        fs::rename(&path, env.log("app.log.1")).unwrap();
+        w.write_n(30); // after the rename, old handle
+        new = LogWriter::open(&path, "gen1");
+        new.write_n(300); // bigger than the old file
+    });
+    w.write_n(10);
+    let expected: Vec<String> = w.written.iter().chain(&new.written).cloned().collect();
+    agent.wait_for_messages(&mut out, &expected);
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}
+
+#[test]
+fn inode_reused_while_file_is_closed_inactive_is_read_from_zero() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let path_s = path.to_str().unwrap().to_string();
+    let old = lines("first-incarnation", 0..50);
+    write_lines(&path, &old);
+    let mut cfg = env.config();
+    cfg.input().extra.push("close_inactive: 300ms".into());
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &old);
+    agent.wait("the quiet file to be closed (close_inactive 300ms)", || {
+        !agent.fd_targets().contains(&path_s)
+    });
+    let old_id = inode(&path);
+    let new = lines("second-incarnation", 0..200);
+    while_frozen(&agent, || {
+        fs::remove_file(&path).unwrap();
+        write_lines(&path, &new);
+    });
+    eprintln!(
+        "note: inode {}reused",
+        if inode(&path) == old_id { "" } else { "not " }
+    );
+    agent.wait_for_messages(&mut out, &new);
+    agent.term_ok();
+    out.refresh();
+    let expected: Vec<String> = old.iter().chain(&new).cloned().collect();
+    assert_exactly_once(&out, &expected);
+}
+
+fn long_line(prefix: &str, i: usize) -> String {
+    let mut s = format!("{prefix} line {i:06} ");
+    while s.len() < 199 {
+        s.push('-');
+    }
+    s
+}
+
+#[test]
+fn file_rewritten_in_place_while_agent_is_busy_reading_it_is_read_from_zero() {
+    // The agent is catching up on a big file when the file is truncated and rewritten larger
+    // (same inode). It must notice by fingerprint, not go on at its old offset in new content.
+    let env = Env::new();
+    let path = env.log("busy.log");
+    let old: Vec<String> = (0..150_000).map(|i| long_line("old-busy", i)).collect(); // 30 MB
+    write_lines(&path, &old);
+    let new: Vec<String> = (0..160_000).map(|i| long_line("new-busy", i)).collect(); // 32 MB
+    let new_bytes = joined(&new);
+    let mut agent = env.spawn(&env.config());
+    let mut out = env.output();
+    // Cheap condition (no parsing), so the freeze comes right after the first output.
+    agent.wait("first output", || file_size(&env.out()) > 0);
+    let id = inode(&path);
+    let mut old_seen_when_frozen = 0;
+    while_frozen(&agent, || {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&new_bytes).unwrap();
+        out.refresh();
+        old_seen_when_frozen = out.events.len();
+    });
+    assert_eq!(inode(&path), id);
+    eprintln!(
+        "frozen after {old_seen_when_frozen} of {} old lines",
+        old.len()
+    );
+    assert!(
+        old_seen_when_frozen < old.len() / 2,
+        "test precondition: the agent was still reading the old content"
+    );
+    agent.wait_for_messages(&mut out, &new);
+    agent.term_ok();
+    out.refresh();
+    out.assert_all_parsed();
+    // Old lines not read before the rewrite are gone (overwritten): each old line at most
+    // once, each new line exactly once, no fragments.
+    let delivered_old: Vec<String> = old.iter().filter(|l| out.count(l) > 0).cloned().collect();
+    let expected: Vec<String> = delivered_old.iter().chain(&new).cloned().collect();
     assert_exactly_once(&out, &expected);
 }

@@ -149,8 +149,15 @@ fn line_format_crlf_empty_lines_invalid_utf8_nul_holes_and_escaping() {
     out.refresh();
     out.assert_all_parsed();
     assert_exactly_once(&out, &expected);
-    let crlf = out.events.iter().find(|e| e.message == "last line").unwrap();
-    assert_eq!(crlf.offset, content.len() as u64 - "last line\n".len() as u64);
+    let crlf = out
+        .events
+        .iter()
+        .find(|e| e.message == "last line")
+        .unwrap();
+    assert_eq!(
+        crlf.offset,
+        content.len() as u64 - "last line\n".len() as u64
+    );
 }
 
 #[test]
@@ -178,6 +185,12 @@ fn start_at_end_skips_existing_content_but_new_files_start_at_zero() {
     cfg.input().start_at = "end".into();
     let mut agent = env.spawn(&cfg);
     let mut out = env.output();
+    // The startup scan is over once the agent holds a.log open; only then is b.log "created
+    // while running".
+    let a_path = env.log("a.log").to_str().unwrap().to_string();
+    agent.wait("agent opens a.log (startup scan done)", || {
+        agent.fd_targets().contains(&a_path)
+    });
     // A file created while running is read from its start...
     let b = lines("new-file-b", 0..20);
     write_lines(&env.log("b.log"), &b);
@@ -251,11 +264,179 @@ fn over_long_lines_are_truncated_to_max_line_bytes_and_following_lines_intact() 
     assert_exactly_once(&out, &expected);
 
     let off = |m: &str| out.events.iter().find(|e| e.message == m).unwrap().offset;
-    assert_eq!(off("after-long 000001"), content.find("after-long").unwrap() as u64);
-    assert_eq!(off("after-plus1 000003"), content.find("after-plus1").unwrap() as u64);
+    assert_eq!(
+        off("after-long 000001"),
+        content.find("after-long").unwrap() as u64
+    );
+    assert_eq!(
+        off("after-plus1 000003"),
+        content.find("after-plus1").unwrap() as u64
+    );
     assert_eq!(off(&chunked[..max]), chunked_at);
     assert_eq!(
         off("after-chunked 000004"),
         chunked_at + chunked.len() as u64 + 1
     );
+}
+
+fn open_log_fds(agent: &Agent, logs: &str) -> usize {
+    agent
+        .fd_targets()
+        .iter()
+        .filter(|t| t.starts_with(logs))
+        .count()
+}
+
+#[test]
+fn inactive_file_is_closed_and_reopened_at_its_offset() {
+    let env = Env::new();
+    let path = env.log("quiet.log");
+    let path_s = path.to_str().unwrap().to_string();
+    let first = lines("before-close", 0..30);
+    write_lines(&path, &first);
+    let mut cfg = env.config();
+    // Rotated names must match too: a closed file renamed out of the globs cannot be found.
+    cfg.input().paths = vec![env.glob("quiet.log*")];
+    cfg.input().extra.push("close_inactive: 500ms".into());
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &first);
+    agent.wait("the quiet file to be closed (close_inactive 500ms)", || {
+        !agent.fd_targets().contains(&path_s)
+    });
+    let second = lines("after-reopen", 0..30);
+    append_lines(&path, &second);
+    agent.wait_for_messages(&mut out, &second);
+    // Closed again, then rotated by rename while closed: both generations are read.
+    agent.wait("the quiet file to be closed again", || {
+        !agent.fd_targets().contains(&path_s)
+    });
+    append_lines(&path, &lines("after-reopen", 30..40));
+    fs_rename(&path, &env.log("quiet.log.1"));
+    let third = lines("new-generation", 0..10);
+    write_lines(&path, &third);
+    let expected: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .chain(&lines("after-reopen", 30..40))
+        .chain(&third)
+        .cloned()
+        .collect();
+    agent.wait_for_messages(&mut out, &expected);
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}
+
+fn fs_rename(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::rename(from, to).unwrap();
+}
+
+#[test]
+fn max_open_files_is_respected_and_every_file_is_still_read() {
+    let env = Env::new();
+    let files = 20;
+    let limit = 5;
+    let mut expected = Vec::new();
+    for f in 0..files {
+        let ls = lines(&format!("limited-{f:02}"), 0..50);
+        write_lines(&env.log(&format!("f-{f:02}.log")), &ls);
+        expected.extend(ls);
+    }
+    let mut cfg = env.config();
+    cfg.input().extra.push(format!("max_open_files: {limit}"));
+    cfg.input().extra.push("close_inactive: 1s".into());
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    let logs = env.logs().to_str().unwrap().to_string() + "/";
+    let mut max_seen = 0;
+    agent.wait(
+        "all lines of all files, with few files open at once",
+        || {
+            max_seen = max_seen.max(open_log_fds(&agent, &logs));
+            out.refresh();
+            expected.iter().all(|l| out.count(l) > 0)
+        },
+    );
+    // A second round of appends to every file.
+    for f in 0..files {
+        let ls = lines(&format!("limited-{f:02}"), 50..60);
+        append_lines(&env.log(&format!("f-{f:02}.log")), &ls);
+        expected.extend(ls);
+    }
+    agent.wait("the appended lines too", || {
+        max_seen = max_seen.max(open_log_fds(&agent, &logs));
+        out.refresh();
+        expected.iter().all(|l| out.count(l) > 0)
+    });
+    assert!(
+        max_seen <= limit,
+        "agent held {max_seen} log files open at once (max_open_files {limit})"
+    );
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}
+
+#[test]
+fn huge_line_without_newline_is_truncated_with_bounded_memory() {
+    let env = Env::new();
+    let path = env.log("huge.log");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(b"before-huge 000000\n").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..200 {
+            f.write_all(&chunk).unwrap(); // 200 MB line, no newline yet
+        }
+    }
+    let mut cfg = env.config();
+    cfg.input().max_line_bytes = Some("1KiB".into());
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &["before-huge 000000".to_string()]);
+    // End the line: to deliver what follows, the agent must read through all 200 MB of it.
+    append_bytes(&path, b"\nafter-huge 000001\n");
+    let expected = vec![
+        "before-huge 000000".to_string(),
+        "x".repeat(1024),
+        "after-huge 000001".to_string(),
+    ];
+    agent.wait_for_messages_within(&mut out, &expected, Duration::from_secs(30));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid)).unwrap();
+    let hwm_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    eprintln!("peak RSS while reading a 200 MB line: {} MB", hwm_kb / 1024);
+    assert!(
+        hwm_kb < 100 * 1024,
+        "peak RSS {} MB: a 200 MB line must not be buffered (max_line_bytes 1KiB)",
+        hwm_kb / 1024
+    );
+    agent.wait_for_stderr("truncated");
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}
+
+#[test]
+fn multibyte_utf8_split_across_read_chunks_is_intact() {
+    let env = Env::new();
+    let path = env.log("utf8.log");
+    // Lines of varying length with 2-, 3- and 4-byte characters: over several MB, many of
+    // them straddle the agent's read-chunk boundaries.
+    let ls: Vec<String> = (0..30_000)
+        .map(|i| format!("ü漢字🙂 line {i:06} {}", "é漢🙂".repeat(i % 37)))
+        .collect();
+    write_lines(&path, &ls);
+    let mut agent = env.spawn(&env.config());
+    let mut out = env.output();
+    agent.wait_for_messages_within(&mut out, &ls, Duration::from_secs(30));
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &ls);
 }

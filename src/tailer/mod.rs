@@ -408,7 +408,7 @@ impl Tailer {
         let quiet = self.last_data.elapsed();
         // With events flowing, polling is only a safety net: a quiet file polls rarely, so a
         // thousand idle files cost next to nothing.
-        let poll = if self.events && !self.rotated && quiet > self.params.poll_interval * 8 {
+        let poll = if self.events && !self.rotated {
             IDLE_POLL.max(self.params.poll_interval).min(
                 self.params
                     .close_inactive

@@ -687,7 +687,9 @@ impl Output {
         }
         f.seek(SeekFrom::Start(self.pos)).unwrap();
         let mut buf = Vec::new();
-        Read::take(&mut f, len - self.pos).read_to_end(&mut buf).unwrap();
+        Read::take(&mut f, len - self.pos)
+            .read_to_end(&mut buf)
+            .unwrap();
         self.pos += buf.len() as u64;
         self.pending.extend_from_slice(&buf);
         let mut start = 0;
