@@ -378,7 +378,8 @@ impl Discovery {
         let t0 = Instant::now();
         self.seen.clear();
         self.waiting = 0;
-        let full = self.first_scan || self.full_scan_due || self.scans.is_multiple_of(FULL_SCAN_EVERY);
+        let full =
+            self.first_scan || self.full_scan_due || self.scans.is_multiple_of(FULL_SCAN_EVERY);
         self.full_scan_due = false;
         for c in self.input.candidates() {
             // An open plain file in a watched directory: events report its rotation, so
