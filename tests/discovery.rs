@@ -97,7 +97,7 @@ fn unreadable_file_is_warned_about_and_retried_not_fatal() {
     let ok = lines("readable", 0..20);
     write_lines(&locked_path, &locked);
     write_lines(&env.log("ok.log"), &ok);
-    fs::set_permissions(&env.log("ok.log"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(env.log("ok.log"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(&locked_path, fs::Permissions::from_mode(0o000)).unwrap();
 
     let cfg = env.config();
