@@ -338,7 +338,7 @@ fn deleted_file_is_drained_and_its_descriptor_closed() {
     agent.wait_for_messages(&mut out, &w.written);
     agent.wait_for_messages(&mut out, &keep);
     agent.wait("agent holds app.log open (test precondition)", || {
-        agent.fd_targets().iter().any(|t| *t == path_s)
+        agent.fd_targets().contains(&path_s)
     });
 
     // Lines written just before the delete, and a final partial line, are still delivered.
