@@ -47,3 +47,38 @@ bench: build
 clean:
 	$(CARGO) clean
 	rm -rf bin data demo
+
+# --- deployment (deploy/, Dockerfile) ---------------------------------------------------
+.PHONY: install verify-deploy
+UNITDIR ?= /etc/systemd/system
+CONFDIR ?= /etc/logaggregator
+
+# make build && sudo make install [PREFIX=/usr/local] [DESTDIR=]
+# Installs the binary to $(PREFIX)/bin, the systemd unit to $(UNITDIR) (ExecStart pointed at
+# $(PREFIX)/bin) and deploy/systemd/config.yaml as $(CONFDIR)/config.yaml; an existing
+# config.yaml is never overwritten (the new one goes beside it as config.yaml.example).
+# Does not build (so that `sudo make install` runs no cargo as root) and runs no systemctl.
+install:
+	@test -x $(BIN) || { echo "$(BIN) is missing: run 'make build' first" >&2; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/logaggregator
+	sed 's#^ExecStart=/usr/local/bin/logaggregator #ExecStart=$(PREFIX)/bin/logaggregator #' \
+		deploy/systemd/logaggregator.service > $(DESTDIR)$(UNITDIR)/logaggregator.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/logaggregator.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/logaggregator.service.tmp $(DESTDIR)$(UNITDIR)/logaggregator.service
+	@if [ -e $(DESTDIR)$(CONFDIR)/config.yaml ]; then \
+		echo "install: keeping $(DESTDIR)$(CONFDIR)/config.yaml; new example at $(DESTDIR)$(CONFDIR)/config.yaml.example"; \
+		install -m 0644 deploy/systemd/config.yaml $(DESTDIR)$(CONFDIR)/config.yaml.example; \
+	else \
+		install -m 0644 deploy/systemd/config.yaml $(DESTDIR)$(CONFDIR)/config.yaml; \
+	fi
+	@[ -n "$(DESTDIR)" ] || echo "next: systemctl daemon-reload && systemctl enable --now logaggregator"
+
+# Builds the release binary (honours CARGO_TARGET_DIR; bin/ is left alone) and checks
+# deploy/ against it: systemd-analyze verify of the unit, --check of every shipped config
+# (also the ConfigMap's), the Kubernetes manifests parsed and cross-checked, make install
+# into a temporary DESTDIR. Needs systemd-analyze (Debian: systemd) and python3 with PyYAML.
+VERIFY_BIN ?= $(or $(CARGO_TARGET_DIR),target)/release/logaggregator
+verify-deploy:
+	$(CARGO) build --release --locked
+	MAKE="$(MAKE)" deploy/verify.sh $(VERIFY_BIN)

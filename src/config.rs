@@ -34,6 +34,17 @@ pub struct Config {
     /// Where events go.
     #[serde(default)]
     pub output: OutputConfig,
+    /// The HTTP API for metrics, health and stats; absent means no HTTP server.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+}
+
+/// The `api:` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on, e.g. `127.0.0.1:9810`.
+    pub listen: String,
 }
 
 /// The `inputs:` section.
@@ -128,6 +139,9 @@ pub struct Logging {
     /// json or console.
     #[serde(default = "default_log_format")]
     pub format: LogFormat,
+    /// How often a stats line is logged; 0 turns it off.
+    #[serde(default = "d_60s", deserialize_with = "duration")]
+    pub stats_interval: Duration,
 }
 
 impl Default for Logging {
@@ -135,6 +149,7 @@ impl Default for Logging {
         Logging {
             level: Level::Info,
             format: LogFormat::Json,
+            stats_interval: d_60s(),
         }
     }
 }
@@ -189,6 +204,9 @@ fn default_checkpoint_path() -> PathBuf {
 }
 fn d_5s() -> Duration {
     Duration::from_secs(5)
+}
+fn d_60s() -> Duration {
+    Duration::from_secs(60)
 }
 fn d_1s() -> Duration {
     Duration::from_secs(1)
@@ -452,6 +470,14 @@ impl Config {
                     )));
                 }
             }
+        }
+        if let Some(api) = &self.api
+            && api.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(err(format!(
+                "api.listen: invalid address {:?}; expected host:port such as 127.0.0.1:9810",
+                api.listen
+            )));
         }
         if self.output.kind == OutputType::File && self.output.path.is_none() {
             return Err(err("output.path: required when output.type is file"));

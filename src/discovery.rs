@@ -8,6 +8,7 @@ use crate::tailer::{self, Params, Pipeline, Start};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -218,7 +219,7 @@ struct Discovery {
     pipeline: Pipeline,
     host: Arc<str>,
     /// Wake senders of running tailers, by every path their events may name.
-    wakers: HashMap<PathBuf, (Sender<()>, Arc<FileState>)>,
+    wakers: HashMap<OsString, (Sender<()>, Arc<FileState>)>,
     watcher: Option<notify::RecommendedWatcher>,
     events: Receiver<notify::Result<notify::Event>>,
     watched: HashSet<PathBuf>,
@@ -327,11 +328,11 @@ impl Discovery {
             }
         }
         for p in ev.paths {
-            let woke = match self.wakers.get(&p) {
+            let woke = match self.wakers.get(p.as_os_str()) {
                 Some((w, _)) => match w.try_send(()) {
                     Ok(()) | Err(TrySendError::Full(())) => true,
                     Err(TrySendError::Disconnected(())) => {
-                        self.wakers.remove(&p);
+                        self.wakers.remove(p.as_os_str());
                         false
                     }
                 },
@@ -388,7 +389,7 @@ impl Discovery {
                 && c.plain
                 && self
                     .wakers
-                    .get(&c.path)
+                    .get(c.path.as_os_str())
                     .is_some_and(|(_, st)| st.is_active())
                 && c.path.parent().is_some_and(|d| self.is_watched(d))
             {
@@ -397,6 +398,12 @@ impl Discovery {
             self.consider(&c.path);
         }
         self.pipeline.slots.set_waiting(self.waiting);
+        if self.waiting > 0 {
+            // Files wait for descriptors: quiet tailers must look now whether to give theirs up.
+            for (w, _) in self.wakers.values() {
+                let _ = w.try_send(());
+            }
+        }
         self.scans += 1;
         if self.scans % 60 == 1 {
             // A tailer that ended leaves its sender behind; a live one must not be woken here.
@@ -456,12 +463,12 @@ impl Discovery {
     }
 
     fn add_waker(&mut self, path: &Path, st: &Arc<FileState>) {
-        if !self.wakers.contains_key(path)
+        if !self.wakers.contains_key(path.as_os_str())
             && st.is_active()
-            && let Some(w) = self.wakers.get(&st.origin).cloned()
+            && let Some(w) = self.wakers.get(st.origin.as_os_str()).cloned()
         {
             // The tailer registered its waker under its own paths; share it.
-            self.wakers.insert(path.to_path_buf(), w);
+            self.wakers.insert(path.as_os_str().to_owned(), w);
         }
     }
 
@@ -583,11 +590,14 @@ impl Discovery {
         }
         debug!(path = %path.display(), offset, size, "opened");
         self.wakers
-            .insert(path.to_path_buf(), (wtx.clone(), state.clone()));
-        self.wakers
-            .insert(state.origin.clone(), (wtx.clone(), state.clone()));
+            .insert(path.as_os_str().to_owned(), (wtx.clone(), state.clone()));
+        self.wakers.insert(
+            state.origin.as_os_str().to_owned(),
+            (wtx.clone(), state.clone()),
+        );
         if let Some(real) = real {
-            self.wakers.insert(real, (wtx, state.clone()));
+            self.wakers
+                .insert(real.into_os_string(), (wtx, state.clone()));
         }
         Ok(Opened::Started)
     }

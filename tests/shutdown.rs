@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use std::fs;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -153,7 +152,12 @@ fn big_line(i: usize) -> String {
 
 /// Checks the output is exactly lines 0..n of the big file, each once, and that the
 /// checkpoint offset is the end of line n-1.
-fn assert_exact_prefix(env: &Env, out: &mut Output, path: &PathBuf, agent: &Agent) -> usize {
+fn assert_exact_prefix(
+    env: &Env,
+    out: &mut Output,
+    path: &std::path::Path,
+    agent: &Agent,
+) -> usize {
     out.refresh();
     out.assert_all_parsed();
     let e = checkpoint_for(&env.ckpt(), path).expect("checkpoint entry for big.log");

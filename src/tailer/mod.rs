@@ -95,6 +95,9 @@ pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Resul
         state: start.state,
         wake: Some(start.wake),
         events: start.events,
+        short_read: false,
+        path_checked: Instant::now(),
+        path_check_pending: true,
         generation,
         fingerprint: fp,
         pos: start.offset,
@@ -120,6 +123,12 @@ struct Tailer {
     state: Arc<FileState>,
     wake: Option<Receiver<()>>,
     events: bool,
+    /// The last read ended short of the buffer: at end of file.
+    short_read: bool,
+    /// When the path was last stat()ed for rotation.
+    path_checked: Instant,
+    /// A rotation check was skipped: the next wait must not be a long one.
+    path_check_pending: bool,
     generation: u32,
     fingerprint: Fingerprint,
     /// Next byte to read.
@@ -211,7 +220,9 @@ impl Tailer {
                     }
                     long_poll_timed_out = false;
                     self.last_data = Instant::now();
-                    continue;
+                    if !self.short_read {
+                        continue;
+                    }
                 }
                 Step::Stop => return Exit::Stop,
                 Step::Eof => {}
@@ -246,6 +257,8 @@ impl Tailer {
                 }
             }
         };
+        // A read that did not fill the buffer reached the end: no need to read again to see it.
+        self.short_read = have + n < buf.len();
         buf.truncate(have + n);
         if n == 0 {
             self.pipeline.pool.give(buf);
@@ -339,7 +352,18 @@ impl Tailer {
             return None;
         }
         let quiet = self.last_data.elapsed();
-        if self.is_rotated(&meta) {
+        // While data flows, the path is looked at once per poll_interval, not on every wake.
+        let rotated = if meta.nlink() == 0 {
+            true
+        } else if self.path_checked.elapsed() >= self.params.poll_interval {
+            self.path_checked = Instant::now();
+            self.path_check_pending = false;
+            self.is_rotated()
+        } else {
+            self.path_check_pending = true;
+            self.rotated
+        };
+        if rotated {
             if !self.rotated {
                 self.rotated = true;
                 stats::add(&self.pipeline.stats.rotations_rename, 1);
@@ -368,10 +392,7 @@ impl Tailer {
     }
 
     /// Whether no watched path leads to this file any more.
-    fn is_rotated(&self, meta: &std::fs::Metadata) -> bool {
-        if meta.nlink() == 0 {
-            return true;
-        }
+    fn is_rotated(&self) -> bool {
         let path = self.state.progress().path.clone();
         match std::fs::metadata(&path) {
             Ok(m) => FileKey::of(&m) != self.state.key,
@@ -408,7 +429,11 @@ impl Tailer {
         let quiet = self.last_data.elapsed();
         // With events flowing, polling is only a safety net: a quiet file polls rarely, so a
         // thousand idle files cost next to nothing.
-        let poll = if self.events && !self.rotated {
+        let poll = if self.events
+            && !self.rotated
+            && !self.path_check_pending
+            && !self.pipeline.slots.contended()
+        {
             IDLE_POLL.max(self.params.poll_interval).min(
                 self.params
                     .close_inactive
@@ -445,6 +470,19 @@ impl Tailer {
         if meta.len() <= self.pos {
             return;
         }
+        let tail = last_bytes(&self.before, &self.carry, MARKER_BYTES);
+        if self.fingerprint.is_complete()
+            && self.pos > u64::from(self.fingerprint.len)
+            && !tail.is_empty()
+        {
+            // The head is settled: the bytes just before our position are what can change
+            // (one small read per wake instead of two).
+            let at = self.pos - tail.len() as u64;
+            if read_at_most(&self.file, at, tail.len()).is_ok_and(|b| b != tail) {
+                self.content_replaced();
+            }
+            return;
+        }
         let head = match read_at_most(&self.file, 0, FINGERPRINT_BYTES) {
             Ok(h) => h,
             Err(_) => return,
@@ -453,7 +491,6 @@ impl Tailer {
             true
         } else {
             // Same head: the bytes just before our position must still be the ones we read.
-            let tail = last_bytes(&self.before, &self.carry, MARKER_BYTES);
             let at = self.pos - tail.len() as u64;
             !tail.is_empty()
                 && self.pos > u64::from(self.fingerprint.len)
@@ -462,12 +499,16 @@ impl Tailer {
                     .unwrap_or(false)
         };
         if rewritten {
-            stats::add(&self.pipeline.stats.rotations_fingerprint, 1);
-            info!(path = %self.path_display(), offset = self.pos, "file content replaced under the same inode (truncated and rewritten); reading it from the start");
-            self.reset();
+            self.content_replaced();
         } else if head.len() > self.fingerprint.len as usize && !self.fingerprint.is_complete() {
             self.set_fingerprint(Fingerprint::of_head(&head));
         }
+    }
+
+    fn content_replaced(&mut self) {
+        stats::add(&self.pipeline.stats.rotations_fingerprint, 1);
+        info!(path = %self.path_display(), offset = self.pos, "file content replaced under the same inode (truncated and rewritten); reading it from the start");
+        self.reset();
     }
 
     fn upgrade_fingerprint(&mut self) {
