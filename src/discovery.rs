@@ -567,6 +567,7 @@ impl Discovery {
             }
         };
         let offset = state.progress().read_offset;
+        state.size.store(size, Ordering::Relaxed);
         let real = std::fs::canonicalize(path).ok();
         let dir = real.as_deref().and_then(Path::parent);
         if let Some(dir) = dir {

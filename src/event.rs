@@ -3,7 +3,7 @@
 use crate::identity::{FileKey, Fingerprint};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -39,6 +39,12 @@ pub struct FileState {
     pub json_mid: Vec<u8>,
     /// True while a tailer thread owns the file.
     pub active: AtomicBool,
+    /// Lines read from this file (metrics).
+    pub lines_read: AtomicU64,
+    /// Bytes read from this file (metrics).
+    pub bytes_read: AtomicU64,
+    /// File size last seen by its tailer or discovery (lag = size - acknowledged offset).
+    pub size: AtomicU64,
     progress: Mutex<Progress>,
 }
 
@@ -64,6 +70,9 @@ impl FileState {
             origin: origin.to_path_buf(),
             json_mid,
             active: AtomicBool::new(false),
+            lines_read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            size: AtomicU64::new(progress.acked_offset),
             progress: Mutex::new(progress),
         }
     }

@@ -3,11 +3,14 @@
 //! Data flow (see DESIGN.md): config → discovery → tailer → output → checkpoint.
 
 pub mod agent;
+pub mod api;
 pub mod checkpoint;
 pub mod config;
 pub mod discovery;
 pub mod event;
 pub mod identity;
+pub mod metrics;
 pub mod output;
 pub mod stats;
+pub mod status;
 pub mod tailer;

@@ -155,7 +155,10 @@ fn write_out(sink: &mut dyn Sink, data: &[u8], stop: &Stop, stats: &Stats) -> io
             })
         } else {
             match sink.flush() {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    stats.output_ok();
+                    return Ok(());
+                }
                 Err(e) => Err(e),
             }
         };
@@ -163,10 +166,12 @@ fn write_out(sink: &mut dyn Sink, data: &[u8], stop: &Stop, stats: &Stats) -> io
             Ok(n) => {
                 written += n;
                 backoff = Duration::from_millis(100);
+                stats.output_ok();
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 stats::add(&stats.output_errors, 1);
+                stats.output_failed(format!("{}: {e}", sink.describe()));
                 if sink.on_error(&e) == Fault::Fatal {
                     return Err(e);
                 }

@@ -267,6 +267,7 @@ impl Tailer {
         self.pos += n as u64;
         self.carry.clear();
         stats::add(&self.pipeline.stats.bytes_read, n as u64);
+        stats::add(&self.state.bytes_read, n as u64);
         if !self.fingerprint.is_complete() && self.pos > u64::from(self.fingerprint.len) {
             self.upgrade_fingerprint();
         }
@@ -293,6 +294,7 @@ impl Tailer {
 
     fn send(&mut self, buf: Vec<u8>, base: u64, lines: Vec<Line>) -> Step {
         stats::add(&self.pipeline.stats.lines_read, lines.len() as u64);
+        stats::add(&self.state.lines_read, lines.len() as u64);
         let batch = Batch {
             file: self.state.clone(),
             generation: self.generation,
@@ -345,6 +347,7 @@ impl Tailer {
                 return None;
             }
         };
+        self.state.size.store(meta.len(), Ordering::Relaxed);
         if meta.len() < self.pos {
             stats::add(&self.pipeline.stats.rotations_truncate, 1);
             info!(path = %self.path_display(), size = meta.len(), offset = self.pos, "file truncated (copytruncate?); reading it from the start");
@@ -467,6 +470,7 @@ impl Tailer {
         let Ok(meta) = self.file.metadata() else {
             return;
         };
+        self.state.size.store(meta.len(), Ordering::Relaxed);
         if meta.len() <= self.pos {
             return;
         }
