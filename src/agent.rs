@@ -27,7 +27,7 @@ use tracing_subscriber::reload;
 /// Bytes a tailer reads at once.
 const CHUNK_BYTES: usize = 128 * 1024;
 /// Read buffers in flight across all files: bounds memory whatever the file count.
-const POOL_BUFFERS: usize = 24;
+const POOL_BUFFERS: usize = 16;
 /// Batches queued between tailers and the output.
 const CHANNEL_BATCHES: usize = 16;
 /// Descriptors kept back from max_open_files for the output, sockets and directories.

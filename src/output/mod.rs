@@ -14,7 +14,7 @@ use std::time::Duration;
 use tracing::{error, warn};
 
 /// Encoded bytes gathered before one write: large enough to amortise syscalls.
-const FLUSH_BYTES: usize = 512 * 1024;
+const FLUSH_BYTES: usize = 256 * 1024;
 
 /// After this long without batches the output frees its buffers and the pool's.
 const IDLE_TRIM: Duration = Duration::from_secs(1);
