@@ -37,6 +37,10 @@ pub struct Entry {
     pub path: PathBuf,
     /// Unix seconds when it was last seen.
     pub last_seen: u64,
+    /// Compressed files read to the end: their decompressed length (offsets count
+    /// decompressed bytes for them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_length: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,6 +70,7 @@ impl Entry {
             marker: hex(p.acked_marker),
             path: p.path.clone(),
             last_seen: p.last_seen,
+            gzip_length: p.complete_at,
         }
     }
 
@@ -83,6 +88,7 @@ impl Entry {
             acked_marker: marker,
             path: self.path.clone(),
             last_seen: self.last_seen,
+            complete_at: self.gzip_length,
         })
     }
 }
@@ -102,6 +108,7 @@ pub fn digest(registry: &Registry) -> u64 {
             crate::identity::fnv1a(p.path.as_os_str().as_encoded_bytes()),
             // last_seen only matters at the scale of the one-day expiry.
             p.last_seen / 3600,
+            p.complete_at.unwrap_or(u64::MAX),
         ] {
             x = (x ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
         }
@@ -299,6 +306,7 @@ mod tests {
             marker: hex(7),
             path: PathBuf::from("/x/a.log"),
             last_seen: 100,
+            gzip_length: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::config::{FileInput, StartAt};
 use crate::event::{FileState, Progress, Registry, unix_now};
 use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, fnv1a, marker_at, read_at_most};
-use crate::tailer::{self, Params, Pipeline, Start};
+use crate::tailer::{self, Params, Pipeline, Start, gzip};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -189,6 +189,16 @@ impl Input {
         }
         roots
     }
+}
+
+/// What a compressed file's head says about its origin.
+enum Original {
+    /// A plain file already (partly) read: continue at its offset.
+    Found(Arc<FileState>),
+    /// Its plain original is still being compressed or drained: look again at the next scan.
+    Wait,
+    /// A file of its own.
+    None,
 }
 
 /// A path the globs matched.
@@ -447,15 +457,21 @@ impl Discovery {
                 self.add_waker(path, st);
                 return;
             }
-            if meta.len() == p.read_offset {
+            if gzip::is_gzip(path) {
+                // Compressed files do not grow: read once to the end, never again.
+                if p.complete_at.is_some() {
+                    return;
+                }
+            } else if meta.len() == p.read_offset {
                 return;
             }
         }
         match self.open(path, existing, false) {
             Ok(Opened::NoSlot) => self.waiting += 1,
-            Ok(_) => {
+            Ok(Opened::Started) => {
                 self.warned.remove(path);
             }
+            Ok(Opened::Skipped) => {}
             Err(e) if is_fd_exhaustion(&e) => self.waiting += 1,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => self.warn_once(path, "cannot open file", &e),
@@ -505,6 +521,9 @@ impl Discovery {
             Some(st) if st.key == key => Some(st),
             _ => self.input.registry.lock().get(&key).cloned(),
         };
+        if gzip::is_gzip(path) {
+            return self.open_gzip(path, file, key, existing);
+        }
         let head = read_at_most(&file, 0, FINGERPRINT_BYTES)?;
         let fp = Fingerprint::of_head(&head);
         let size = meta.len();
@@ -560,6 +579,7 @@ impl Discovery {
                         acked_marker: marker,
                         path: path.to_path_buf(),
                         last_seen: unix_now(),
+                        complete_at: None,
                     },
                 ));
                 self.input.registry.lock().insert(key, st.clone());
@@ -603,6 +623,133 @@ impl Discovery {
         Ok(Opened::Started)
     }
 
+    /// A compressed file: read once from its decompressed offset. A compressed copy of a file
+    /// already read as plain text (logrotate's `compress`) continues where that file was.
+    fn open_gzip(
+        &mut self,
+        path: &Path,
+        file: File,
+        key: FileKey,
+        existing: Option<Arc<FileState>>,
+    ) -> io::Result<Opened> {
+        let head = match gzip::decompressed_head(&file) {
+            Ok(h) => h,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // Still being written by gzip: look again at the next scan.
+                return Ok(Opened::Skipped);
+            }
+            Err(e) => {
+                self.warn_once(path, "cannot decompress file", &e);
+                return Ok(Opened::Skipped);
+            }
+        };
+        let fp = Fingerprint::of_head(&head);
+        let state = match existing {
+            Some(st) => {
+                if st.is_active() {
+                    return Ok(Opened::Skipped);
+                }
+                let mut p = st.progress();
+                if p.complete_at.is_some() {
+                    return Ok(Opened::Skipped);
+                }
+                if p.fingerprint != fp {
+                    p.generation = p.generation.wrapping_add(1);
+                    p.fingerprint = fp;
+                    p.read_offset = 0;
+                    p.acked_offset = 0;
+                }
+                drop(p);
+                st
+            }
+            None => {
+                let original = match self.plain_original(path, fp, head.len()) {
+                    Original::Wait => return Ok(Opened::Skipped),
+                    Original::Found(st) => Some(st),
+                    Original::None => None,
+                };
+                let (offset, complete_at) = if let Some(prev) = original {
+                    let at = prev.progress().read_offset;
+                    info!(path = %path.display(), original = %prev.progress().path.display(), offset = at,
+                        "compressed copy of a file already read; continuing where it was, not reading it twice");
+                    (at, None)
+                } else if self.first_scan && self.input.cfg.start_at == StartAt::End {
+                    (0, Some(0))
+                } else {
+                    (0, None)
+                };
+                let st = Arc::new(FileState::new(
+                    key,
+                    path,
+                    &self.host,
+                    Progress {
+                        generation: 0,
+                        fingerprint: fp,
+                        read_offset: offset,
+                        read_marker: 0,
+                        acked_offset: offset,
+                        acked_marker: 0,
+                        path: path.to_path_buf(),
+                        last_seen: unix_now(),
+                        complete_at,
+                    },
+                ));
+                self.input.registry.lock().insert(key, st.clone());
+                if complete_at.is_some() {
+                    return Ok(Opened::Skipped);
+                }
+                st
+            }
+        };
+        let offset = state.progress().read_offset;
+        state.active.store(true, Ordering::Release);
+        if let Err(e) = gzip::spawn(
+            self.pipeline.clone(),
+            self.input.params.clone(),
+            state.clone(),
+            file,
+            offset,
+        ) {
+            state.active.store(false, Ordering::Release);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot start a thread: {e}"),
+            ));
+        }
+        debug!(path = %path.display(), offset, "reading compressed file");
+        Ok(Opened::Started)
+    }
+
+    /// The plain file this compressed head belongs to: same fingerprint (over a full
+    /// fingerprint's length, or the whole of a smaller file) and no longer at its path. While
+    /// `x` is still being compressed into `x.gz` (or still drained), wait for it.
+    fn plain_original(&self, gz: &Path, fp: Fingerprint, head_len: usize) -> Original {
+        if fp.len == 0 {
+            return Original::None;
+        }
+        let full = head_len >= FINGERPRINT_BYTES;
+        let plain_name = gz.with_extension("");
+        let mut found = Original::None;
+        for st in self.input.registry.all() {
+            let p = st.progress();
+            if p.fingerprint != fp
+                || !(full || p.read_offset == u64::from(fp.len))
+                || p.complete_at.is_some()
+                || gzip::is_gzip(&p.path)
+            {
+                continue;
+            }
+            let present = same_file(&p.path, st.key);
+            if st.is_active() || (present && p.path == plain_name) {
+                return Original::Wait;
+            }
+            if !present {
+                found = Original::Found(st.clone());
+            }
+        }
+        found
+    }
+
     /// Files checkpointed under a path that now names another file (rotated while we were
     /// stopped): found by identity in the same directory and drained from their offset.
     fn resume_rotated_while_stopped(&mut self) {
@@ -639,6 +786,9 @@ impl Discovery {
                 let Some(found) = keys.get(&st.key) else {
                     continue;
                 };
+                if gzip::is_gzip(found) {
+                    continue;
+                }
                 let size = std::fs::metadata(found).map(|m| m.len()).unwrap_or(0);
                 if size <= st.progress().read_offset {
                     continue;

@@ -26,6 +26,15 @@ pub struct Progress {
     pub path: PathBuf,
     /// Unix seconds when the file was last seen on disk or read.
     pub last_seen: u64,
+    /// Compressed files: decompressed length, once read to the end (never read again).
+    pub complete_at: Option<u64>,
+}
+
+impl Progress {
+    /// Whether a compressed file has been read and delivered to its end.
+    pub fn is_complete(&self) -> bool {
+        self.complete_at.is_some_and(|t| self.acked_offset >= t)
+    }
 }
 
 /// Shared state of one file identity: discovery, tailer, output and checkpoint all see it.

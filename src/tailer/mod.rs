@@ -1,6 +1,7 @@
 //! Tailer: one thread per open file. Reads big chunks, splits lines, sends batches, and
 //! decides when the file was truncated, rewritten, rotated away or has gone quiet.
 
+pub mod gzip;
 pub mod lines;
 
 use crate::event::{Batch, BufferPool, FileState, Line, OpenSlots, Stop};
@@ -21,7 +22,7 @@ use tracing::{debug, info, warn};
 const IDLE_POLL: Duration = Duration::from_secs(10);
 
 /// Stack of a tailer thread: small, since a thousand of them may exist.
-const STACK_BYTES: usize = 256 * 1024;
+pub(crate) const STACK_BYTES: usize = 256 * 1024;
 
 /// Timing and limits of one input, shared by its tailers.
 #[derive(Debug, Clone)]

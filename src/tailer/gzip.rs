@@ -1,0 +1,203 @@
+//! Compressed rotated files (`.gz`): immutable, so they are read once, from their checkpointed
+//! offset in the decompressed stream, and closed. Their fingerprint is that of the
+//! decompressed head, which is how a compressed generation of a file already read as plain
+//! text is recognised and not read twice.
+
+use super::lines::Splitter;
+use super::{Params, Pipeline};
+use crate::event::{Batch, FileState, Line};
+use crate::identity::FINGERPRINT_BYTES;
+use crate::stats;
+use flate2::read::MultiGzDecoder;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+use tracing::{debug, info, warn};
+
+/// Whether a path names a gzip file.
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// Reads a shared `File` from its start without moving its offset.
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn decoder(file: &File) -> MultiGzDecoder<BufReader<At<'_>>> {
+    MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, At { file, pos: 0 }))
+}
+
+/// The first decompressed bytes (up to FINGERPRINT_BYTES).
+pub fn decompressed_head(file: &File) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+    decoder(file)
+        .take(FINGERPRINT_BYTES as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Starts the thread that reads a compressed file from decompressed `offset` to its end.
+pub fn spawn(
+    pipeline: Pipeline,
+    params: Arc<Params>,
+    state: Arc<FileState>,
+    file: File,
+    offset: u64,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("gunzip".into())
+        .stack_size(super::STACK_BYTES)
+        .spawn(move || {
+            stats::add(&pipeline.stats.files_open, 1);
+            let end = read_all(&pipeline, &params, &state, &file, offset);
+            {
+                let mut p = state.progress();
+                p.read_offset = end.boundary;
+                p.last_seen = crate::event::unix_now();
+                if end.complete {
+                    p.complete_at = Some(end.boundary);
+                }
+            }
+            if end.complete {
+                info!(path = %state.origin.display(), decompressed_bytes = end.boundary, "compressed file read");
+            }
+            pipeline.stats.files_open.fetch_sub(1, Ordering::Relaxed);
+            state.active.store(false, Ordering::Release);
+            pipeline.slots.release();
+        })
+}
+
+struct End {
+    boundary: u64,
+    complete: bool,
+}
+
+fn read_all(
+    pipeline: &Pipeline,
+    params: &Params,
+    state: &Arc<FileState>,
+    file: &File,
+    offset: u64,
+) -> End {
+    let path = state.origin.display().to_string();
+    let mut dec = decoder(file);
+    let generation = state.progress().generation;
+    if let Err(e) = io::copy(&mut (&mut dec).take(offset), &mut io::sink()) {
+        warn!(%path, error = %e, "cannot decompress file; giving up on it");
+        return End {
+            boundary: offset,
+            complete: true,
+        };
+    }
+    let mut splitter = Splitter::new(params.max_line_bytes);
+    let mut carry: Vec<u8> = Vec::new();
+    let (mut pos, mut boundary) = (offset, offset);
+    loop {
+        if pipeline.stop.is_set() {
+            return End {
+                boundary,
+                complete: false,
+            };
+        }
+        let Some(mut buf) = pipeline.pool.take(&pipeline.stop) else {
+            return End {
+                boundary,
+                complete: false,
+            };
+        };
+        buf.extend_from_slice(&carry);
+        let base = pos - carry.len() as u64;
+        let have = buf.len();
+        buf.reserve(pipeline.pool.chunk);
+        buf.resize(buf.capacity(), 0);
+        let (n, eof) = match dec.read(&mut buf[have..]) {
+            Ok(0) => (0, true),
+            Ok(n) => (n, false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, false),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // Still being written (gzip in progress): stop here, the next scan resumes.
+                debug!(%path, decompressed_offset = pos, "compressed file ends early; will look again");
+                pipeline.pool.give(buf);
+                return End {
+                    boundary,
+                    complete: false,
+                };
+            }
+            Err(e) => {
+                // A truncated or corrupt archive: deliver what came out, then stop for good.
+                warn!(%path, error = %e, decompressed_offset = pos, "compressed file is damaged; delivering what could be read");
+                (0, true)
+            }
+        };
+        buf.truncate(have + n);
+        pos += n as u64;
+        stats::add(&pipeline.stats.bytes_read, n as u64);
+        stats::add(&state.bytes_read, n as u64);
+        let mut lines = Vec::new();
+        let split = splitter.split(&buf, &mut lines);
+        carry.clear();
+        carry.extend_from_slice(&buf[split.cut..]);
+        if let Some(b) = split.boundary {
+            boundary = base + b as u64;
+        }
+        if eof {
+            // Nothing more can come: the last line needs no newline.
+            let cut = split.cut;
+            if cut < buf.len() {
+                lines.push(Line {
+                    start: cut as u32,
+                    end: buf.len() as u32,
+                });
+            }
+            carry.clear();
+            boundary = pos;
+        } else {
+            buf.truncate(split.cut);
+        }
+        if lines.is_empty() && !eof && split.boundary.is_none() {
+            pipeline.pool.give(buf);
+            continue;
+        }
+        stats::add(&pipeline.stats.lines_read, lines.len() as u64);
+        stats::add(&state.lines_read, lines.len() as u64);
+        state.progress().read_offset = boundary;
+        let batch = Batch {
+            file: state.clone(),
+            generation,
+            buf,
+            base_offset: base,
+            lines,
+            end_offset: boundary,
+            marker: 0,
+            read_time: SystemTime::now(),
+        };
+        if pipeline.tx.send(batch).is_err() {
+            return End {
+                boundary,
+                complete: false,
+            };
+        }
+        if eof {
+            debug!(%path, "end of compressed file");
+            return End {
+                boundary,
+                complete: true,
+            };
+        }
+    }
+}
