@@ -4,7 +4,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 BIN     := bin/logaggregator
 
-.PHONY: help build test lint fmt run install-deps clean bench
+.PHONY: help build test lint fmt run install-deps clean bench soak
 
 help:
 	@echo "make build         release binary at $(BIN)"
@@ -13,6 +13,9 @@ help:
 	@echo "make lint          rustfmt --check and clippy -D warnings"
 	@echo "make fmt           format the code"
 	@echo "make bench         end-to-end benchmark against GNU tail (see README)"
+	@echo "make soak          10-minute soak: rotation, restarts, kill -9 (SOAK_SECONDS=...)"
+	@echo "make install       install binary, systemd unit and config (PREFIX, DESTDIR)"
+	@echo "make verify-deploy check the systemd unit, manifests and shipped configs"
 	@echo "make install-deps  rustfmt and clippy components"
 	@echo "make clean         remove build output and demo state"
 
@@ -43,6 +46,11 @@ run: build
 
 bench: build
 	python3 bench/bench.py --bin $(BIN)
+
+# Rotation every second, graceful restarts and one kill -9 for SOAK_SECONDS (default 600).
+SOAK_SECONDS ?= 600
+soak: build
+	python3 bench/soak.py --bin $(BIN) --duration $(SOAK_SECONDS)
 
 clean:
 	$(CARGO) clean

@@ -601,6 +601,7 @@ fn spawn_reporter(view: View, every: Duration, stop: Stop) -> Option<JoinHandle<
         .name("reporter".into())
         .spawn(move || {
             let mut samples: VecDeque<(Instant, u64)> = VecDeque::new();
+            samples.push_back((view.stats.started, 0));
             let mut last_log = Instant::now();
             let mut last_events = 0u64;
             while stop

@@ -230,6 +230,8 @@ struct Discovery {
     host: Arc<str>,
     /// Wake senders of running tailers, by every path their events may name.
     wakers: HashMap<OsString, (Sender<()>, Arc<FileState>)>,
+    /// Wake sender of each running tailer, by file identity.
+    senders: HashMap<FileKey, Sender<()>>,
     watcher: Option<notify::RecommendedWatcher>,
     events: Receiver<notify::Result<notify::Event>>,
     watched: HashSet<PathBuf>,
@@ -265,6 +267,7 @@ impl Discovery {
             pipeline,
             host,
             wakers: HashMap::new(),
+            senders: HashMap::new(),
             watcher,
             events,
             watched: HashSet::new(),
@@ -418,6 +421,11 @@ impl Discovery {
         if self.scans % 60 == 1 {
             // A tailer that ended leaves its sender behind; a live one must not be woken here.
             self.wakers.retain(|_, (_, st)| st.is_active());
+            {
+                let registry = self.input.registry.lock();
+                self.senders
+                    .retain(|k, _| registry.get(k).is_some_and(|st| st.is_active()));
+            }
             self.forget_old();
         }
         tracing::trace!(took = ?t0.elapsed(), "scan");
@@ -479,12 +487,17 @@ impl Discovery {
     }
 
     fn add_waker(&mut self, path: &Path, st: &Arc<FileState>) {
-        if !self.wakers.contains_key(path.as_os_str())
+        let known = self
+            .wakers
+            .get(path.as_os_str())
+            .is_some_and(|(_, s)| Arc::ptr_eq(s, st));
+        if !known
             && st.is_active()
-            && let Some(w) = self.wakers.get(st.origin.as_os_str()).cloned()
+            && let Some(w) = self.senders.get(&st.key).cloned()
         {
-            // The tailer registered its waker under its own paths; share it.
-            self.wakers.insert(path.as_os_str().to_owned(), w);
+            // Events now name the file under this path too (renamed, or a second link).
+            self.wakers
+                .insert(path.as_os_str().to_owned(), (w, st.clone()));
         }
     }
 
@@ -527,44 +540,46 @@ impl Discovery {
         let head = read_at_most(&file, 0, FINGERPRINT_BYTES)?;
         let fp = Fingerprint::of_head(&head);
         let size = meta.len();
-        let state = match existing {
+        let mut replaced = false;
+        let resumed = match existing {
             Some(st) => {
                 if st.is_active() {
                     return Ok(Opened::Skipped);
                 }
-                {
-                    let mut p = st.progress();
-                    let resumable = p.fingerprint.matches_head(&head)
-                        && size >= p.read_offset
-                        && marker_at(&file, p.read_offset).ok() == Some(p.read_marker);
-                    if resumable {
-                        p.fingerprint = fp;
-                        if p.read_offset == size && rotated {
-                            return Ok(Opened::Skipped);
-                        }
-                    } else {
-                        info!(path = %path.display(), checkpoint_offset = p.read_offset, size,
-                            "file no longer holds the content checkpointed for it (truncated, rewritten or inode reused); reading it from the start");
-                        p.generation = p.generation.wrapping_add(1);
-                        p.fingerprint = fp;
-                        p.read_offset = 0;
-                        p.read_marker = fnv1a(b"");
-                        p.acked_offset = 0;
-                        p.acked_marker = fnv1a(b"");
+                let mut p = st.progress();
+                let resumable = p.fingerprint.matches_head(&head)
+                    && size >= p.read_offset
+                    && marker_at(&file, p.read_offset).ok() == Some(p.read_marker);
+                if resumable {
+                    if p.read_offset == size && rotated {
+                        return Ok(Opened::Skipped);
                     }
+                    p.fingerprint = fp;
                     if !rotated {
                         p.path = path.to_path_buf();
                     }
                     p.last_seen = unix_now();
-                }
-                st
-            }
-            None => {
-                let offset = if self.first_scan && self.input.cfg.start_at == StartAt::End {
-                    last_line_end(&file, size)
+                    drop(p);
+                    Some(st)
                 } else {
-                    0
-                };
+                    info!(path = %path.display(), checkpoint_offset = p.read_offset, size,
+                        "file no longer holds the content checkpointed for it (truncated, rewritten or inode reused); reading it from the start");
+                    // A new file: its own state (events carry its own path), from offset 0.
+                    replaced = true;
+                    None
+                }
+            }
+            None => None,
+        };
+        let state = match resumed {
+            Some(st) => st,
+            None => {
+                let offset =
+                    if !replaced && self.first_scan && self.input.cfg.start_at == StartAt::End {
+                        last_line_end(&file, size)
+                    } else {
+                        0
+                    };
                 let marker = marker_at(&file, offset).unwrap_or(fnv1a(b""));
                 let st = Arc::new(FileState::new(
                     key,
@@ -610,12 +625,11 @@ impl Discovery {
             ));
         }
         debug!(path = %path.display(), offset, size, "opened");
+        // The newest file at a path owns that path's events; an older one found under another
+        // name (rotated) must not take them over.
         self.wakers
             .insert(path.as_os_str().to_owned(), (wtx.clone(), state.clone()));
-        self.wakers.insert(
-            state.origin.as_os_str().to_owned(),
-            (wtx.clone(), state.clone()),
-        );
+        self.senders.insert(state.key, wtx.clone());
         if let Some(real) = real {
             self.wakers
                 .insert(real.into_os_string(), (wtx, state.clone()));

@@ -19,7 +19,10 @@ pub struct FileSink {
     checked: Instant,
 }
 
-fn open_append(path: &Path) -> io::Result<(File, u64)> {
+/// Opens for appending. At start-up (`end_partial`) a partial last line left by a crash is
+/// ended; when reopening after a failed write it is our own half-written event, which the
+/// retry completes.
+fn open_append(path: &Path, end_partial: bool) -> io::Result<(File, u64)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             io::Error::new(
@@ -41,7 +44,7 @@ fn open_append(path: &Path) -> io::Result<(File, u64)> {
         })?;
     let meta = f.metadata()?;
     // A crash may have left half an event; end it so the next one starts on its own line.
-    if meta.len() > 0 {
+    if end_partial && meta.len() > 0 {
         let mut last = [0u8; 1];
         f.read_exact_at(&mut last, meta.len() - 1)?;
         if last[0] != b'\n' {
@@ -55,7 +58,7 @@ fn open_append(path: &Path) -> io::Result<(File, u64)> {
 impl FileSink {
     /// Opens (creating parents) the output file for appending.
     pub fn open(path: &Path) -> io::Result<FileSink> {
-        let (f, ino) = open_append(path)?;
+        let (f, ino) = open_append(path, true)?;
         Ok(FileSink {
             path: path.to_path_buf(),
             file: Some(f),
@@ -77,7 +80,7 @@ impl FileSink {
             }
         }
         if self.file.is_none() {
-            let (f, ino) = open_append(&self.path)?;
+            let (f, ino) = open_append(&self.path, false)?;
             self.file = Some(f);
             self.ino = ino;
         }

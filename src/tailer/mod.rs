@@ -476,18 +476,6 @@ impl Tailer {
             return;
         }
         let tail = last_bytes(&self.before, &self.carry, MARKER_BYTES);
-        if self.fingerprint.is_complete()
-            && self.pos > u64::from(self.fingerprint.len)
-            && !tail.is_empty()
-        {
-            // The head is settled: the bytes just before our position are what can change
-            // (one small read per wake instead of two).
-            let at = self.pos - tail.len() as u64;
-            if read_at_most(&self.file, at, tail.len()).is_ok_and(|b| b != tail) {
-                self.content_replaced();
-            }
-            return;
-        }
         let head = match read_at_most(&self.file, 0, FINGERPRINT_BYTES) {
             Ok(h) => h,
             Err(_) => return,
