@@ -443,6 +443,8 @@ fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>) -> u8 {
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     info!("stopping: finishing the lines in flight");
+    // A healthy output drains everything; a failing one now gives up instead of retrying.
+    output_stop.trigger();
     spawn_shutdown_watchdog();
     for r in &running {
         r.signal_stop();
@@ -469,7 +471,6 @@ fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>) -> u8 {
             code = EXIT_FATAL;
         }
     }
-    output_stop.trigger();
     for r in running {
         if !r.finish(true) {
             code = EXIT_FATAL;

@@ -209,9 +209,6 @@ impl Tailer {
             if self.pipeline.stop.is_set() {
                 return Exit::Stop;
             }
-            // Every read first confirms the content is still what we were reading: a file
-            // truncated and rewritten past our offset must not be read from the middle.
-            self.check_before_reading();
             match self.read_once() {
                 Step::Data => {
                     if long_poll_timed_out && self.events {
@@ -265,13 +262,15 @@ impl Tailer {
             self.pipeline.pool.give(buf);
             return Step::Eof;
         }
+        if self.content_changed() {
+            self.pipeline.pool.give(buf);
+            self.content_replaced();
+            return Step::Data;
+        }
         self.pos += n as u64;
         self.carry.clear();
         stats::add(&self.pipeline.stats.bytes_read, n as u64);
         stats::add(&self.state.bytes_read, n as u64);
-        if !self.fingerprint.is_complete() && self.pos > u64::from(self.fingerprint.len) {
-            self.upgrade_fingerprint();
-        }
 
         let mut lines = Vec::new();
         let (truncated, nuls) = (self.splitter.truncated, self.splitter.nul_bytes);
@@ -467,18 +466,15 @@ impl Tailer {
     }
 
     /// Before reading new bytes: is this still the content we were reading?
-    fn check_before_reading(&mut self) {
-        let Ok(meta) = self.file.metadata() else {
-            return;
-        };
-        self.state.size.store(meta.len(), Ordering::Relaxed);
-        if meta.len() <= self.pos {
-            return;
-        }
+    /// After a read, before its bytes are used: is this still the content we were reading?
+    /// (A file truncated and rewritten past our offset must not be read from the middle;
+    /// checking after the read also catches a rewrite that races with it.) Upgrades a short
+    /// fingerprint as the file grows.
+    fn content_changed(&mut self) -> bool {
         let tail = last_bytes(&self.before, &self.carry, MARKER_BYTES);
         let head = match read_at_most(&self.file, 0, FINGERPRINT_BYTES) {
             Ok(h) => h,
-            Err(_) => return,
+            Err(_) => return false,
         };
         let rewritten = if !self.fingerprint.matches_head(&head) {
             true
@@ -491,25 +487,19 @@ impl Tailer {
                     .map(|b| b != tail)
                     .unwrap_or(false)
         };
-        if rewritten {
-            self.content_replaced();
-        } else if head.len() > self.fingerprint.len as usize && !self.fingerprint.is_complete() {
+        if !rewritten
+            && head.len() > self.fingerprint.len as usize
+            && !self.fingerprint.is_complete()
+        {
             self.set_fingerprint(Fingerprint::of_head(&head));
         }
+        rewritten
     }
 
     fn content_replaced(&mut self) {
         stats::add(&self.pipeline.stats.rotations_fingerprint, 1);
         info!(path = %self.path_display(), offset = self.pos, "file content replaced under the same inode (truncated and rewritten); reading it from the start");
         self.reset();
-    }
-
-    fn upgrade_fingerprint(&mut self) {
-        if let Ok(head) = read_at_most(&self.file, 0, FINGERPRINT_BYTES)
-            && self.fingerprint.matches_head(&head)
-        {
-            self.set_fingerprint(Fingerprint::of_head(&head));
-        }
     }
 
     fn set_fingerprint(&mut self, fp: Fingerprint) {
