@@ -4,7 +4,7 @@
 use crate::config::{FileInput, StartAt};
 use crate::event::{FileState, Progress, Registry, unix_now};
 use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, fnv1a, marker_at, read_at_most};
-use crate::tailer::{self, Params, Pipeline, Start, gzip};
+use crate::tailer::{self, Params, Parked, Pipeline, Start, gzip};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -232,6 +232,10 @@ struct Discovery {
     wakers: HashMap<OsString, (Sender<()>, Arc<FileState>)>,
     /// Wake sender of each running tailer, by file identity.
     senders: HashMap<FileKey, Sender<()>>,
+    /// Quiet tailers without a thread, by file identity.
+    parked: HashMap<FileKey, Parked>,
+    park_tx: Sender<Parked>,
+    park_rx: Receiver<Parked>,
     watcher: Option<notify::RecommendedWatcher>,
     events: Receiver<notify::Result<notify::Event>>,
     watched: HashSet<PathBuf>,
@@ -253,6 +257,7 @@ enum Opened {
 impl Discovery {
     fn new(input: Arc<Input>, pipeline: Pipeline, host: Arc<str>) -> Discovery {
         let (etx, events) = crossbeam_channel::bounded(4096);
+        let (park_tx, park_rx) = crossbeam_channel::unbounded();
         let watcher = match notify::recommended_watcher(move |ev| {
             let _ = etx.send(ev);
         }) {
@@ -268,6 +273,9 @@ impl Discovery {
             host,
             wakers: HashMap::new(),
             senders: HashMap::new(),
+            parked: HashMap::new(),
+            park_tx,
+            park_rx,
             watcher,
             events,
             watched: HashSet::new(),
@@ -290,6 +298,7 @@ impl Discovery {
         let mut next_scan = Instant::now() + scan_interval;
         let stop = self.pipeline.stop.receiver().clone();
         let events = self.events.clone();
+        let parking = self.park_rx.clone();
         loop {
             let timeout = next_scan.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
@@ -309,6 +318,11 @@ impl Discovery {
                         self.consider(&p);
                     }
                 }
+                recv(parking) -> p => {
+                    if let Ok(p) = p {
+                        self.park(p);
+                    }
+                }
                 recv(stop) -> _ => break,
                 default(timeout) => {}
             }
@@ -321,7 +335,50 @@ impl Discovery {
                 next_scan = Instant::now() + scan_interval;
             }
         }
+        // Parked tailers hold the pipeline's sender: close them so the output can finish.
+        for (_, p) in self.parked.drain() {
+            p.close();
+        }
+        while let Ok(p) = self.park_rx.try_recv() {
+            p.close();
+        }
         debug!(input = self.input.index, "discovery stopped");
+    }
+
+    /// Keeps a quiet tailer without its thread, unless something already happened to it.
+    fn park(&mut self, p: Parked) {
+        if p.needs_attention() {
+            self.resume(p);
+        } else {
+            self.parked.insert(p.state().key, p);
+        }
+    }
+
+    fn resume(&mut self, p: Parked) {
+        if let Err((p, e)) = p.resume() {
+            warn!(path = %p.state().origin.display(), error = %e, "cannot start a tailer thread; will retry");
+            self.parked.insert(p.state().key, p);
+        }
+    }
+
+    /// Scan-time care of parked tailers: close the long quiet ones (or all when files wait
+    /// for descriptors) and, on a full scan, resume any whose event was missed.
+    fn tend_parked(&mut self, full: bool) {
+        let contended = self.pipeline.slots.contended();
+        let close_after = self.input.cfg.close_inactive;
+        let keys: Vec<FileKey> = self.parked.keys().copied().collect();
+        for k in keys {
+            let Some(p) = self.parked.remove(&k) else {
+                continue;
+            };
+            if full && p.needs_attention() {
+                self.resume(p.without_events());
+            } else if contended || p.quiet_for() >= close_after {
+                p.close();
+            } else {
+                self.parked.insert(k, p);
+            }
+        }
     }
 
     fn on_event(&mut self, ev: notify::Result<notify::Event>, dirty: &mut BTreeSet<PathBuf>) {
@@ -339,8 +396,20 @@ impl Discovery {
             for (w, _) in self.wakers.values() {
                 let _ = w.try_send(());
             }
+            let all: Vec<Parked> = self.parked.drain().map(|(_, p)| p).collect();
+            for p in all {
+                self.resume(p);
+            }
         }
         for p in ev.paths {
+            let parked_key = self
+                .wakers
+                .get(p.as_os_str())
+                .map(|(_, st)| st.key)
+                .filter(|k| self.parked.contains_key(k));
+            if let Some(pk) = parked_key.and_then(|k| self.parked.remove(&k)) {
+                self.resume(pk);
+            }
             let woke = match self.wakers.get(p.as_os_str()) {
                 Some((w, _)) => match w.try_send(()) {
                     Ok(()) | Err(TrySendError::Full(())) => true,
@@ -395,6 +464,7 @@ impl Discovery {
         let full =
             self.first_scan || self.full_scan_due || self.scans.is_multiple_of(FULL_SCAN_EVERY);
         self.full_scan_due = false;
+        self.tend_parked(full);
         for c in self.input.candidates() {
             // An open plain file in a watched directory: events report its rotation, so
             // the idle scan skips the stat (what keeps a thousand quiet files cheap).
@@ -616,6 +686,7 @@ impl Discovery {
             offset,
             wake: wrx,
             events: dir.is_some_and(|d| self.is_watched(d)),
+            park: self.park_tx.clone(),
         };
         if let Err(e) = tailer::spawn(self.pipeline.clone(), self.input.params.clone(), start) {
             state.active.store(false, Ordering::Release);

@@ -64,6 +64,56 @@ pub struct Start {
     pub wake: Receiver<()>,
     /// Whether the file's directory is watched, so that events (not polls) bring changes.
     pub events: bool,
+    /// Where a quiet tailer hands itself back to discovery (its thread ends, the file stays
+    /// open): discovery resumes it on the next event for the file.
+    pub park: Sender<Parked>,
+}
+
+/// A quiet tailer without a thread: the file stays open, the position and partial line are
+/// kept, and `resume` starts a thread again. Idle files then cost a descriptor and a few
+/// hundred bytes instead of a thread.
+pub struct Parked(Box<Tailer>);
+
+impl Parked {
+    /// The file's shared state.
+    pub fn state(&self) -> &Arc<FileState> {
+        &self.0.state
+    }
+
+    /// Whether something happened since parking: a wake-up, new bytes, a shrink, a deletion.
+    /// A pending wake-up is consumed here, so that one event resumes the tailer once.
+    pub fn needs_attention(&self) -> bool {
+        if self.0.wake.as_ref().is_some_and(|w| w.try_recv().is_ok()) {
+            return true;
+        }
+        match self.0.file.metadata() {
+            Ok(m) => m.len() != self.0.pos || m.nlink() == 0,
+            Err(_) => true,
+        }
+    }
+
+    /// How long the file has been quiet.
+    pub fn quiet_for(&self) -> Duration {
+        self.0.last_data.elapsed()
+    }
+
+    /// Starts the tailer's thread again; on failure it is handed back.
+    pub fn resume(self) -> Result<JoinHandle<()>, (Parked, io::Error)> {
+        start_thread(self.0).map_err(|(t, e)| (Parked(t), e))
+    }
+
+    /// The file changed and no event said so: from now on it is polled, never parked.
+    pub fn without_events(mut self) -> Parked {
+        debug!(path = %self.0.path_display(), "changes arrive without filesystem events; polling every poll_interval");
+        self.0.events = false;
+        self
+    }
+
+    /// Closes the file for good (close_inactive, a slot needed elsewhere, or shutdown).
+    pub fn close(self) {
+        let mut t = self.0;
+        t.finish(Exit::Inactive);
+    }
 }
 
 /// Starts a tailer thread; the slot and the active mark are released when it ends.
@@ -88,7 +138,9 @@ pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Resul
         start.offset.min(MARKER_BYTES as u64) as usize,
     )
     .unwrap_or_default();
-    let mut t = Tailer {
+    stats::add(&pipeline.stats.files_open, 1);
+    let t = Box::new(Tailer {
+        park: start.park,
         splitter: Splitter::new(params.max_line_bytes),
         pipeline,
         params,
@@ -110,14 +162,44 @@ pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Resul
         rotated: false,
         truncation_warnings: 0,
         nul_warned: false,
-    };
-    std::thread::Builder::new()
+        name,
+    });
+    start_thread(t).map_err(|(mut t, e)| {
+        t.finish(Exit::Stop);
+        e
+    })
+}
+
+fn start_thread(t: Box<Tailer>) -> Result<JoinHandle<()>, (Box<Tailer>, io::Error)> {
+    // The tailer travels through a slot so that a failed spawn can hand it back.
+    let slot = Arc::new(std::sync::Mutex::new(Some(t)));
+    let inner = slot.clone();
+    let name = slot
+        .lock()
+        .ok()
+        .and_then(|g| g.as_ref().map(|t| t.name.clone()))
+        .unwrap_or_default();
+    let spawned = std::thread::Builder::new()
         .name(name)
         .stack_size(STACK_BYTES)
-        .spawn(move || t.run())
+        .spawn(move || {
+            let taken = inner.lock().ok().and_then(|mut g| g.take());
+            if let Some(t) = taken {
+                t.run();
+            }
+        });
+    match spawned {
+        Ok(h) => Ok(h),
+        Err(e) => match slot.lock().ok().and_then(|mut g| g.take()) {
+            Some(t) => Err((t, e)),
+            None => Ok(std::thread::spawn(|| {})),
+        },
+    }
 }
 
 struct Tailer {
+    name: String,
+    park: Sender<Parked>,
     pipeline: Pipeline,
     params: Arc<Params>,
     file: File,
@@ -155,13 +237,18 @@ enum Step {
     Stop,
 }
 
-/// Why a tailer ends.
+/// Why a tailer's thread ends.
 #[derive(Debug, PartialEq, Eq)]
 enum Exit {
     Stop,
     Rotated,
     Inactive,
+    /// Quiet: the thread ends, the file stays open (see `Parked`).
+    Park,
 }
+
+/// A quiet file whose changes arrive as events parks after this long.
+const PARK_AFTER: Duration = Duration::from_secs(2);
 
 /// The last `n` bytes of `a` followed by `b`.
 fn last_bytes(a: &[u8], b: &[u8], n: usize) -> Vec<u8> {
@@ -175,15 +262,31 @@ fn last_bytes(a: &[u8], b: &[u8], n: usize) -> Vec<u8> {
 }
 
 impl Tailer {
+    fn park_after(&self) -> Duration {
+        PARK_AFTER.max(self.params.poll_interval * 4)
+    }
+
     fn path_display(&self) -> String {
         self.state.origin.display().to_string()
     }
 
-    fn run(&mut self) {
-        let stats = self.pipeline.stats.clone();
-        stats::add(&stats.files_open, 1);
+    fn run(mut self: Box<Self>) {
         debug!(path = %self.path_display(), offset = self.pos, "tailing");
         let exit = self.main_loop();
+        if exit == Exit::Park {
+            let park = self.park.clone();
+            if let Err(crossbeam_channel::SendError(Parked(mut t))) = park.send(Parked(self)) {
+                // Discovery is gone (shutdown): close instead.
+                t.finish(Exit::Stop);
+            }
+            return;
+        }
+        self.finish(exit);
+    }
+
+    /// Records where reading stopped and releases the file.
+    fn finish(&mut self, exit: Exit) {
+        let stats = self.pipeline.stats.clone();
         {
             let mut p = self.state.progress();
             p.read_offset = self.boundary;
@@ -196,7 +299,7 @@ impl Tailer {
             Exit::Inactive => {
                 debug!(path = %self.path_display(), offset = self.boundary, "file inactive; closed")
             }
-            Exit::Stop => {}
+            Exit::Stop | Exit::Park => {}
         }
         stats.files_open.fetch_sub(1, Ordering::Relaxed);
         self.state.active.store(false, Ordering::Release);
@@ -234,6 +337,10 @@ impl Tailer {
 
     /// One read into a pool buffer; sends a batch if whole lines (or skipped bytes) came out.
     fn read_once(&mut self) -> Step {
+        // Nothing new (the common case of a wake-up or poll): no buffer, no read.
+        if self.file.metadata().is_ok_and(|m| m.len() == self.pos) {
+            return Step::Eof;
+        }
         let Some(mut buf) = self.pipeline.pool.take(&self.pipeline.stop) else {
             return Step::Stop;
         };
@@ -387,6 +494,9 @@ impl Tailer {
             {
                 return Some(Exit::Inactive);
             }
+            if self.events && !self.path_check_pending && quiet >= self.park_after() {
+                return Some(Exit::Park);
+            }
         }
         if quiet >= Duration::from_secs(2) && self.carry.capacity() > 4096 {
             self.carry.shrink_to_fit();
@@ -437,16 +547,17 @@ impl Tailer {
             && !self.path_check_pending
             && !self.pipeline.slots.contended()
         {
-            IDLE_POLL.max(self.params.poll_interval).min(
-                self.params
-                    .close_inactive
-                    .saturating_sub(quiet)
-                    .max(self.params.poll_interval),
-            )
+            // Wake in time to park (see `Parked`), else rarely.
+            let park_in = self.park_after().saturating_sub(quiet);
+            IDLE_POLL
+                .min(self.params.close_inactive.saturating_sub(quiet))
+                .min(park_in)
+                .max(self.params.poll_interval)
         } else {
             self.params.poll_interval
         };
-        let long = poll > self.params.poll_interval;
+        // Only the safety-net poll says something about events (not the wait to park).
+        let long = poll >= IDLE_POLL;
         match &self.wake {
             Some(wake) => crossbeam_channel::select! {
                 recv(wake) -> r => {
