@@ -345,6 +345,13 @@ impl Discovery {
         debug!(input = self.input.index, "discovery stopped");
     }
 
+    /// Tracks a file seen for the first time (or whose inode now holds new content).
+    fn register(&self, key: FileKey, path: &Path, progress: Progress) -> Arc<FileState> {
+        let st = Arc::new(FileState::new(key, path, &self.host, progress));
+        self.input.registry.lock().insert(key, st.clone());
+        st
+    }
+
     /// Keeps a quiet tailer without its thread, unless something already happened to it.
     fn park(&mut self, p: Parked) {
         if p.needs_attention() {
@@ -651,24 +658,7 @@ impl Discovery {
                         0
                     };
                 let marker = marker_at(&file, offset).unwrap_or(fnv1a(b""));
-                let st = Arc::new(FileState::new(
-                    key,
-                    path,
-                    &self.host,
-                    Progress {
-                        generation: 0,
-                        fingerprint: fp,
-                        read_offset: offset,
-                        read_marker: marker,
-                        acked_offset: offset,
-                        acked_marker: marker,
-                        path: path.to_path_buf(),
-                        last_seen: unix_now(),
-                        complete_at: None,
-                    },
-                ));
-                self.input.registry.lock().insert(key, st.clone());
-                st
+                self.register(key, path, Progress::starting_at(fp, offset, marker, path))
             }
         };
         let offset = state.progress().read_offset;
@@ -763,23 +753,14 @@ impl Discovery {
                 } else {
                     (0, None)
                 };
-                let st = Arc::new(FileState::new(
+                let st = self.register(
                     key,
                     path,
-                    &self.host,
                     Progress {
-                        generation: 0,
-                        fingerprint: fp,
-                        read_offset: offset,
-                        read_marker: 0,
-                        acked_offset: offset,
-                        acked_marker: 0,
-                        path: path.to_path_buf(),
-                        last_seen: unix_now(),
                         complete_at,
+                        ..Progress::starting_at(fp, offset, 0, path)
                     },
-                ));
-                self.input.registry.lock().insert(key, st.clone());
+                );
                 if complete_at.is_some() {
                     return Ok(Opened::Skipped);
                 }

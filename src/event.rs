@@ -31,6 +31,26 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A file first seen now, to be read from `offset` (whose preceding bytes hash to `marker`).
+    pub fn starting_at(
+        fingerprint: Fingerprint,
+        offset: u64,
+        marker: u64,
+        path: &Path,
+    ) -> Progress {
+        Progress {
+            generation: 0,
+            fingerprint,
+            read_offset: offset,
+            read_marker: marker,
+            acked_offset: offset,
+            acked_marker: marker,
+            path: path.to_path_buf(),
+            last_seen: unix_now(),
+            complete_at: None,
+        }
+    }
+
     /// Whether a compressed file has been read and delivered to its end.
     pub fn is_complete(&self) -> bool {
         self.complete_at.is_some_and(|t| self.acked_offset >= t)
