@@ -201,6 +201,13 @@ enum Original {
     None,
 }
 
+/// Replaced states kept for matching compressed archives.
+const RETIRED_KEPT: usize = 64;
+/// Scans an archive must keep its size, and how old it must be, before a decoding error
+/// counts as damage (until then it may still be being written).
+const GZ_SETTLE_SCANS: u32 = 3;
+const GZ_SETTLE_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A path the globs matched.
 struct Candidate {
     path: PathBuf,
@@ -232,6 +239,10 @@ struct Discovery {
     wakers: HashMap<OsString, (Sender<()>, Arc<FileState>)>,
     /// Wake sender of each running tailer, by file identity.
     senders: HashMap<FileKey, Sender<()>>,
+    /// States replaced because their inode now holds a new file, for matching archives.
+    retired: Vec<Arc<FileState>>,
+    /// Compressed files: (size, scans seen at that size), to tell growing from damaged.
+    gz_attempts: HashMap<FileKey, (u64, u32)>,
     /// Quiet tailers without a thread, by file identity.
     parked: HashMap<FileKey, Parked>,
     park_tx: Sender<Parked>,
@@ -274,6 +285,8 @@ impl Discovery {
             wakers: HashMap::new(),
             senders: HashMap::new(),
             parked: HashMap::new(),
+            retired: Vec::new(),
+            gz_attempts: HashMap::new(),
             park_tx,
             park_rx,
             watcher,
@@ -543,9 +556,13 @@ impl Discovery {
                 return;
             }
             if gzip::is_gzip(path) {
-                // Compressed files do not grow: read once to the end, never again.
+                // Compressed files do not grow: read once to the end, never again, unless
+                // one given up as damaged grows after all (it was still being written).
                 if p.complete_at.is_some() {
-                    return;
+                    match self.gz_attempts.get(&key) {
+                        Some(&(size, _)) if size != meta.len() => p.complete_at = None,
+                        _ => return,
+                    }
                 }
             } else if meta.len() == p.read_offset {
                 return;
@@ -643,6 +660,11 @@ impl Discovery {
                         "file no longer holds the content checkpointed for it (truncated, rewritten or inode reused); reading it from the start");
                     // A new file: its own state (events carry its own path), from offset 0.
                     replaced = true;
+                    // Its archive may still show up (compressed, then the inode reused).
+                    self.retired.push(st.clone());
+                    if self.retired.len() > RETIRED_KEPT {
+                        self.retired.remove(0);
+                    }
                     None
                 }
             }
@@ -707,12 +729,28 @@ impl Discovery {
         key: FileKey,
         existing: Option<Arc<FileState>>,
     ) -> io::Result<Opened> {
+        // An archive may still be growing (gzip at work): any decoding error is taken for
+        // "not finished yet" until the file has stayed the same size for a few scans.
+        let size = file.metadata()?.len();
+        let attempts = match self.gz_attempts.get(&key) {
+            Some(&(s, n)) if s == size => n + 1,
+            _ => 1,
+        };
+        self.gz_attempts.insert(key, (size, attempts));
+        let age = file
+            .metadata()?
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .unwrap_or_default();
+        let settled = attempts >= GZ_SETTLE_SCANS && age >= GZ_SETTLE_AGE;
+        if attempts > 1 && !settled && existing.is_some() {
+            // Read as far as it went at this size: wait for it to grow or to settle.
+            return Ok(Opened::Skipped);
+        }
         let head = match gzip::decompressed_head(&file) {
             Ok(h) => h,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                // Still being written by gzip: look again at the next scan.
-                return Ok(Opened::Skipped);
-            }
+            Err(_) if !settled => return Ok(Opened::Skipped),
             Err(e) => {
                 self.warn_once(path, "cannot decompress file", &e);
                 return Ok(Opened::Skipped);
@@ -738,7 +776,7 @@ impl Discovery {
                 st
             }
             None => {
-                let original = match self.plain_original(path, fp, head.len()) {
+                let original = match self.plain_original(path, &head) {
                     Original::Wait => return Ok(Opened::Skipped),
                     Original::Found(st) => Some(st),
                     Original::None => None,
@@ -747,6 +785,9 @@ impl Discovery {
                     let at = prev.progress().read_offset;
                     info!(path = %path.display(), original = %prev.progress().path.display(), offset = at,
                         "compressed copy of a file already read; continuing where it was, not reading it twice");
+                    // Used up: a later archive with the same head is another generation.
+                    prev.progress().complete_at = Some(at);
+                    self.retired.retain(|r| !Arc::ptr_eq(r, &prev));
                     (at, None)
                 } else if self.first_scan && self.input.cfg.start_at == StartAt::End {
                     (0, Some(0))
@@ -775,6 +816,7 @@ impl Discovery {
             state.clone(),
             file,
             offset,
+            settled,
         ) {
             state.active.store(false, Ordering::Release);
             return Err(io::Error::new(
@@ -786,34 +828,45 @@ impl Discovery {
         Ok(Opened::Started)
     }
 
-    /// The plain file this compressed head belongs to: same fingerprint (over a full
-    /// fingerprint's length, or the whole of a smaller file) and no longer at its path. While
-    /// `x` is still being compressed into `x.gz` (or still drained), wait for it.
-    fn plain_original(&self, gz: &Path, fp: Fingerprint, head_len: usize) -> Original {
-        if fp.len == 0 {
-            return Original::None;
-        }
-        let full = head_len >= FINGERPRINT_BYTES;
+    /// The plain file this compressed head belongs to: its fingerprint is a prefix of the
+    /// decompressed head, and it is no longer at its path (most recently seen first; a plain
+    /// file still being compressed into this archive, or still drained, means: wait).
+    fn plain_original(&self, gz: &Path, head: &[u8]) -> Original {
         let plain_name = gz.with_extension("");
-        let mut found = Original::None;
-        for st in self.input.registry.all() {
+        let mut best: Option<(u64, Arc<FileState>)> = None;
+        let live = self.input.registry.all().into_iter().map(|s| (s, false));
+        // A retired state's inode now holds another file: it is gone whatever stat says.
+        let retired = self.retired.iter().map(|s| (s.clone(), true));
+        for (st, is_retired) in live.chain(retired) {
             let p = st.progress();
-            if p.fingerprint != fp
-                || !(full || p.read_offset == u64::from(fp.len))
+            if p.fingerprint.len == 0
+                || !p.fingerprint.matches_head(head)
                 || p.complete_at.is_some()
                 || gzip::is_gzip(&p.path)
             {
                 continue;
             }
-            let present = same_file(&p.path, st.key);
-            if st.is_active() || (present && p.path == plain_name) {
+            let present = !is_retired && same_file(&p.path, st.key);
+            if present && p.path == plain_name {
+                // gzip has not removed the plain file yet.
                 return Original::Wait;
             }
-            if !present {
-                found = Original::Found(st.clone());
+            if st.is_active() {
+                if present {
+                    // A live file that merely starts the same way: not this archive's origin.
+                    continue;
+                }
+                // Rotated away and still being drained: its offset is not final yet.
+                return Original::Wait;
+            }
+            if !present && best.as_ref().is_none_or(|(t, _)| p.last_seen > *t) {
+                best = Some((p.last_seen, st.clone()));
             }
         }
-        found
+        match best {
+            Some((_, st)) => Original::Found(st),
+            None => Original::None,
+        }
     }
 
     /// Files checkpointed under a path that now names another file (rotated while we were

@@ -58,13 +58,14 @@ pub fn spawn(
     state: Arc<FileState>,
     file: File,
     offset: u64,
+    settled: bool,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("gunzip".into())
         .stack_size(super::STACK_BYTES)
         .spawn(move || {
             stats::add(&pipeline.stats.files_open, 1);
-            let end = read_all(&pipeline, &params, &state, &file, offset);
+            let end = read_all(&pipeline, &params, &state, &file, offset, settled);
             {
                 let mut p = state.progress();
                 p.read_offset = end.boundary;
@@ -87,21 +88,26 @@ struct End {
     complete: bool,
 }
 
+/// Reads to the end. Unless the archive has `settled` (kept its size for a few scans), a
+/// decoding error means "still being written": stop, and a later scan continues.
 fn read_all(
     pipeline: &Pipeline,
     params: &Params,
     state: &Arc<FileState>,
     file: &File,
     offset: u64,
+    settled: bool,
 ) -> End {
     let path = state.origin.display().to_string();
     let mut dec = decoder(file);
     let generation = state.progress().generation;
     if let Err(e) = io::copy(&mut (&mut dec).take(offset), &mut io::sink()) {
-        warn!(%path, error = %e, "cannot decompress file; giving up on it");
+        if settled {
+            warn!(%path, error = %e, "cannot decompress file; giving up on it");
+        }
         return End {
             boundary: offset,
-            complete: true,
+            complete: settled,
         };
     }
     let mut splitter = Splitter::new(params.max_line_bytes);
@@ -129,9 +135,9 @@ fn read_all(
             Ok(0) => (0, true),
             Ok(n) => (n, false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, false),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                // Still being written (gzip in progress): stop here, the next scan resumes.
-                debug!(%path, decompressed_offset = pos, "compressed file ends early; will look again");
+            Err(e) if !settled => {
+                // Probably still being written (gzip at work): the next scan resumes here.
+                debug!(%path, error = %e, decompressed_offset = pos, "compressed file ends early; will look again");
                 pipeline.pool.give(buf);
                 return End {
                     boundary,
