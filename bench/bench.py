@@ -2,8 +2,9 @@
 """Benchmark of the logaggregator agent against GNU `tail -F` (Python 3.11, stdlib only).
 
 Usage:
-    python3 bench/bench.py [--bin PATH] [--runs N] [--only single,many100,many1000,latency,idle]
-                           [--quick] [--tail-only] [--json PATH]
+    python3 bench/bench.py [--bin PATH] [--runs N] [--only single,many100,many1000,latency,idle,scale]
+                           [--quick] [--tail-only] [--json PATH] [--markdown PATH]
+                           [--wait-quiet S] [--retry-disturbed N]
 
 Throughput workloads (data generated once with a fixed seed, cached in target/bench-data/):
     single    1 file     x 2,000,000 lines (text output, and once more with json output)
@@ -16,7 +17,18 @@ loses or duplicates lines is a FAILURE and makes the script exit 1.
 
 Latency: lines appended at a fixed rate over 4 files, each carrying time.time_ns() of its write;
 the output (text) is tailed and the appearance time recorded -> p50/p99/max.
-Idle: 1,000 small quiet files, read fully, then 10 s of quiet: CPU %, VmRSS, threads.
+Idle: 1,000 small quiet files, read fully, then 10 s of quiet (CPU %), and 10 s more once settled
+(CPU %; VmRSS and threads at its end): the first window includes settling, e.g. threads parking.
+Scale: (flat) 10,000 files x 5 lines in one directory, glob dir/*.log; (tree) a `**` glob,
+root/**/*.log, over a binary tree of depth 8 (510 directories, 4 files x 5 lines in each, and a
+notes.txt in each leaf that must not be read). Each: time until every line is delivered, peak RSS,
+threads (peak while reading, and when all was delivered), then the same two quiet windows as idle;
+then SIGTERM (time to exit, checkpoints checked). Output verified exactly-once as above.
+Every run also records `other_load`: CPU used meanwhile by processes other than the tool and this
+script (cores, from /proc/stat); above 0.3 the run is marked "(disturbed)". On a shared machine,
+--wait-quiet S waits up to S seconds before each run for the CPUs to be less than 15% busy, and
+--retry-disturbed N repeats a passing but disturbed run up to N times (the least disturbed is kept).
+--markdown PATH writes the tables (plus machine line and command) as Markdown, e.g. for the README.
 """
 
 import argparse
@@ -29,6 +41,7 @@ import os
 import platform
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -51,6 +64,9 @@ WORKLOADS = {  # name: (files, lines per file)
     "many1000": (1_000, 2_000),
 }
 IDLE_FILES, IDLE_LINES = 1_000, 3
+SCALE_FLAT_FILES, SCALE_LINES = 10_000, 5
+SCALE_TREE_DEPTH, SCALE_TREE_FANOUT, SCALE_TREE_FILES_PER_DIR = 8, 2, 4  # 510 dirs, 2,040 files
+DISTURBED_CORES = 0.3  # other processes' CPU above this (cores) marks a measurement as disturbed
 LAT_FILES = 4
 
 LOG_LEVEL = "warn"  # --agent-log-level
@@ -137,6 +153,75 @@ def tail_text(path, n=30):
         return "(no stderr file)"
 
 
+class HostLoad:
+    """CPU used by everything except `pid` and this script between start() and stop(), in cores.
+
+    /proc/stat busy time (all CPUs) minus the tool's and our own CPU time: what other processes
+    on a shared machine took while we measured."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.start()
+
+    @staticmethod
+    def _busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # user..steal minus idle, iowait (guest is in user)
+
+    def _own(self):
+        t = os.times()  # children: helpers reaped meanwhile (the latency writer)
+        try:
+            tool = proc_cpu(self.pid)
+        except (OSError, ValueError, IndexError):
+            tool = 0.0
+        return t.user + t.system + t.children_user + t.children_system + tool
+
+    @staticmethod
+    def _procs():
+        """{pid: (comm, cpu seconds)} of every process now (a few ms for a few hundred)."""
+        out = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat", "rb") as f:
+                        data = f.read()
+                    rest = data[data.rindex(b")") + 2:].split()
+                    comm = data[data.index(b"(") + 1:data.rindex(b")")].decode("utf-8", "replace")
+                    out[int(d)] = (comm, (int(rest[11]) + int(rest[12])) / CLK_TCK)
+                except (OSError, ValueError, IndexError):
+                    pass
+        return out
+
+    def start(self):
+        self.p0 = self._procs()
+        self.t0, self.b0, self.o0 = time.monotonic(), self._busy(), self._own()
+        self.top = []
+
+    def stop(self):
+        wall = time.monotonic() - self.t0
+        if wall < 0.3:  # /proc/stat counts in clock ticks (10 ms): too coarse for shorter windows
+            return None
+        load = round(max(0.0, (self._busy() - self.b0) - (self._own() - self.o0)) / wall, 3)
+        if load > DISTURBED_CORES:
+            # Who (among processes alive at both ends; short-lived ones escape this).
+            me = {os.getpid(), self.pid}
+            p1 = self._procs()
+            d = sorted(((c - self.p0[pid][1], comm) for pid, (comm, c) in p1.items()
+                        if pid in self.p0 and pid not in me), reverse=True)
+            self.top = [f"{comm} {cpu / wall:.2f}" for cpu, comm in d[:3] if cpu / wall >= 0.05]
+        return load
+
+
+def disturbed_note(load, hl=None):
+    if load is not None and load > DISTURBED_CORES:
+        who = ""
+        if hl is not None:
+            who = "; among long-lived ones: " + ", ".join(hl.top) if hl.top else "; short-lived processes"
+        return f"other processes used {load:.2f} cores meanwhile{who} (disturbed)"
+    return None
+
+
 # --------------------------------------------------------------------------- data generation
 
 METHODS = ["GET"] * 10 + ["POST"] * 3 + ["PUT", "DELETE", "HEAD", "PATCH"]
@@ -204,19 +289,35 @@ def gen_file(path, fidx, nlines, rng):
     return size
 
 
-def ensure_data(name, nfiles, nlines):
-    """Generate (or reuse) the data set; returns dict(dir, files, sizes, lines, bytes)."""
+def ensure_data(name, nfiles, nlines, rel=None, decoys=(), layout=None):
+    """Generate (or reuse) the data set; returns dict(dir, files, sizes, lines, bytes, dirs).
+
+    rel: relative path of each file (default app-NNNN.log in the top directory); decoys: relative
+    paths of files that a correct glob must NOT match (plain text without ids, so verify() flags
+    any line of theirs in the output); layout: a description that is part of the cache key."""
     d = DATA_ROOT / name
     marker = d / ".complete.json"
     want = {"version": GEN_VERSION, "seed": SEED, "files": nfiles, "lines_per_file": nlines}
+    if layout is not None:
+        want["layout"] = layout
+    if rel is None:
+        rel = ["app-%04d.log" % i for i in range(nfiles)]
+    assert len(rel) == nfiles
+    ndirs = len({str(Path(r).parent) for r in rel})
+
+    def result(sizes):
+        return dict(dir=d, files=[d / n for n in rel], sizes=sizes, lines=nfiles * nlines,
+                    lines_per_file=nlines, bytes=sum(sizes), dirs=ndirs, decoys=len(decoys))
+
     if marker.exists():
         try:
             meta = json.loads(marker.read_text())
-            if all(meta.get(k) == v for k, v in want.items()):
+            if all(meta.get(k) == v for k, v in want.items()) and meta["names"] == list(rel) \
+                    and meta.get("decoys", []) == list(decoys):
                 files = [d / fn for fn in meta["names"]]
-                if all(p.exists() and p.stat().st_size == s for p, s in zip(files, meta["sizes"])):
-                    return dict(dir=d, files=files, sizes=meta["sizes"], lines=nfiles * nlines,
-                                lines_per_file=nlines, bytes=sum(meta["sizes"]))
+                if all(p.exists() and p.stat().st_size == s for p, s in zip(files, meta["sizes"])) \
+                        and all((d / x).exists() for x in decoys):
+                    return result(meta["sizes"])
         except (OSError, ValueError, KeyError):
             pass
     if d.exists():
@@ -224,19 +325,42 @@ def ensure_data(name, nfiles, nlines):
     d.mkdir(parents=True)
     t = time.time()
     print(f"  generating {name}: {nfiles} files x {nlines} lines ...", end="", flush=True)
-    names, sizes = [], []
-    for i in range(nfiles):
-        fn = "app-%04d.log" % i
+    sizes = []
+    for i, fn in enumerate(rel):
+        fp = d / fn
+        fp.parent.mkdir(parents=True, exist_ok=True)
         rng = random.Random(f"{SEED}:{name}:{i}")
-        sizes.append(gen_file(d / fn, i, nlines, rng))
-        names.append(fn)
-    meta = dict(want, names=names, sizes=sizes, generated=datetime.datetime.now().isoformat())
+        sizes.append(gen_file(fp, i, nlines, rng))
+    for x in decoys:
+        fp = d / x
+        fp.parent.mkdir(parents=True, exist_ok=True)
+        fp.write_text("decoy: this file does not match the glob and must not be collected\n")
+    meta = dict(want, names=list(rel), decoys=list(decoys), sizes=sizes,
+                generated=datetime.datetime.now().isoformat())
     tmp = d / ".complete.json.tmp"
     tmp.write_text(json.dumps(meta))
     os.rename(tmp, marker)
     print(f" {sum(sizes) / 2**20:.1f} MiB in {time.time() - t:.1f}s", flush=True)
-    return dict(dir=d, files=[d / n for n in names], sizes=sizes, lines=nfiles * nlines,
-                lines_per_file=nlines, bytes=sum(sizes))
+    return result(sizes)
+
+
+def tree_layout(depth, fanout, per_dir):
+    """Relative file paths of a tree: every directory at levels 1..depth holds per_dir files
+    (d0/d1/.../fNNNNN.log), and each leaf a notes.txt decoy. Returns (files, decoys)."""
+    files, decoys = [], []
+    level = [Path("")]
+    for lvl in range(1, depth + 1):
+        nxt = []
+        for parent in level:
+            for k in range(fanout):
+                dd = parent / f"d{k}"
+                nxt.append(dd)
+                for _ in range(per_dir):
+                    files.append(str(dd / ("f%05d.log" % len(files))))
+                if lvl == depth:
+                    decoys.append(str(dd / "notes.txt"))
+        level = nxt
+    return files, decoys
 
 
 # --------------------------------------------------------------------------- verification
@@ -414,8 +538,9 @@ class RunFailed(Exception):
     pass
 
 
-def wait_complete(p, out, fmt, exp_lines, exp_bytes, errp, timeout, stall):
-    """Poll until the output holds everything. Returns (elapsed from t0 unknown -> caller), first_byte."""
+def wait_complete(p, out, fmt, exp_lines, exp_bytes, errp, timeout, stall, on_poll=None):
+    """Poll until the output holds everything. Returns (elapsed from t0 unknown -> caller), first_byte.
+    on_poll(): called at every poll (e.g. to sample /proc)."""
     t_first = None
     last_size, last_change = -1, time.perf_counter()
     nl = 0
@@ -440,9 +565,14 @@ def wait_complete(p, out, fmt, exp_lines, exp_bytes, errp, timeout, stall):
             done = nl >= exp_lines
         else:
             done = size >= exp_bytes
+        if on_poll is not None:
+            on_poll()
         if done:
             if fd is not None:
                 os.close(fd)
+                # The reads above may have chased the writer for a while: the output was complete
+                # when they ended, not when the poll began.
+                now = time.perf_counter()
             return now, t_first
         if size != last_size:
             last_size, last_change = size, now
@@ -468,11 +598,13 @@ def throughput_run(tool, args, ds, inputs, fmt):
         t0 = time.perf_counter()
         p, out, errp = start_tool(tool, args, tmp, ds["files"], glob, fmt)
         rec["pid"] = p.pid
+        load = HostLoad(p.pid)
         try:
             t_done, t_first = wait_complete(p, out, fmt, ds["lines"], ds["bytes"], errp,
                                             args.timeout, args.stall_timeout)
             cpu = proc_cpu(p.pid)
             st = proc_status(p.pid)
+            rec["other_load"] = load.stop()
         except RunFailed as e:
             stop(p)
             rec.update(ok=False, error=str(e))
@@ -486,6 +618,9 @@ def throughput_run(tool, args, ds, inputs, fmt):
         ok, msg, extra = verify(out, ds, inputs, fmt)
         rec.update(ok=ok, verify=msg, **extra)
         notes = rec["notes"]
+        d = disturbed_note(rec.get("other_load"), load)
+        if d:
+            notes.append(d)
         if tool == "agent":
             if not clean:
                 notes.append("did not exit within 15s of SIGTERM (killed)")
@@ -558,11 +693,12 @@ def bench_throughput(name, args, results, failures):
           f"{ds['bytes'] / 2**20:.1f} MiB; {args.runs} run(s)", flush=True)
     for i in range(args.runs):
         for tool, fmt in cases:
-            r = throughput_run(tool, args, ds, inputs, fmt)
+            r = measured(args, f"{name}/{tool}/{fmt}", lambda: throughput_run(tool, args, ds, inputs, fmt))
             runs[(tool, fmt)].append(r)
             if r.get("ok"):
                 print(f"  run {i + 1} {tool:5} {fmt:4}: {r['seconds']:7.3f}s {r['lines_per_s']:12,.0f} lines/s "
-                      f"cpu {r['cpu_s']:.2f}s rss {r['peak_rss_mib']:.1f} MiB", flush=True)
+                      f"cpu {r['cpu_s']:.2f}s rss {r['peak_rss_mib']:.1f} MiB "
+                      f"(other load {fmt_num(r.get('other_load'), '.2f')} cores)", flush=True)
                 for n in r.get("notes", []):
                     print(f"      note: {n}", flush=True)
             else:
@@ -695,6 +831,7 @@ def latency_run(tool, args):
                         lats.append(now - int(ts))
             else:
                 if writer is None and len(warm_seen) == LAT_FILES:
+                    load = HostLoad(p.pid)
                     cpu0 = proc_cpu(p.pid)
                     writer = spawn([sys.executable, __file__, "--_writer", str(args.latency_rate),
                                     str(args.latency_seconds), *[str(f) for f in files]],
@@ -716,6 +853,7 @@ def latency_run(tool, args):
                 raise RunFailed(f"exited early with code {p.returncode}; stderr tail:\n{tail_text(errp)}")
         cpu = proc_cpu(p.pid) - cpu0
         wall = time.monotonic() - t_writer
+        rec["other_load"] = load.stop()
         st = proc_status(p.pid)
         code, clean = stop(p)
         s = sorted(lats)
@@ -727,7 +865,11 @@ def latency_run(tool, args):
                    cpu_pct=cpu / wall * 100, peak_rss_mib=st.get("VmHWM"), exit_code=code)
         ok = missing == 0 and dup == 0
         rec["ok"] = ok
-        rec["notes"] = []
+        d = disturbed_note(rec["other_load"], load)
+        rec["notes"] = [d] if d else []
+        if wstats.get("max_behind_ms", 0) > 100:
+            rec["notes"].append(f"the writer fell {wstats['max_behind_ms']:.0f} ms behind its schedule: this "
+                                "machine was starved, latencies are not the tool's (disturbed)")
         if not ok and tool == "tail":
             # GNU tail copies whatever read() returns, so a line caught half-written in one file can be
             # split by lines of another file in its output. That is tail's nature, not a harness error.
@@ -755,13 +897,13 @@ def bench_latency(args, results, failures):
           flush=True)
     tools = ([] if args.tail_only else ["agent"]) + ([] if args.no_tail else ["tail"])
     for tool in tools:
-        r = latency_run(tool, args)
+        r = measured(args, f"latency/{tool}", lambda: latency_run(tool, args))
         results.append(r)
         if r.get("ok"):
             w = r["writer"]
             print(f"  {tool:5}: p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  max {r['max_ms']:.2f} ms  "
                   f"({r['delivered']} lines, cpu {r['cpu_pct']:.1f}% of a core, writer max behind "
-                  f"{w['max_behind_ms']:.1f} ms)", flush=True)
+                  f"{w['max_behind_ms']:.1f} ms; other load {fmt_num(r.get('other_load'), '.2f')} cores)", flush=True)
             for n in r.get("notes", []):
                 print(f"      note: {n}", flush=True)
         else:
@@ -771,9 +913,35 @@ def bench_latency(args, results, failures):
 
 # --------------------------------------------------------------------------- idle
 
+def quiet_windows(p, errp, seconds, rec):
+    """Two back-to-back quiet windows of `seconds` each, right after everything was delivered:
+    'idle' (0..S: includes any settling, e.g. quiet tailer threads parking) and 'settled' (S..2S).
+    Fills idle_/settled_ cpu_pct, rss_mib, threads, other_load; peak_rss_mib; notes. Raises RunFailed."""
+    for name in ("idle", "settled"):
+        load = HostLoad(p.pid)
+        c0, w0 = proc_cpu(p.pid), time.monotonic()
+        end = w0 + seconds
+        while time.monotonic() < end:
+            if p.poll() is not None:
+                why = (" without being asked (it exits 0 only on SIGTERM/SIGINT or a dead output: "
+                       "did something else signal it, e.g. a pkill?)") if p.returncode == 0 else ""
+                raise RunFailed(f"exited during the quiet period with code {p.returncode}{why}; stderr tail:\n"
+                                f"{tail_text(errp)}")
+            time.sleep(0.1)
+        c1, w1 = proc_cpu(p.pid), time.monotonic()
+        st = proc_status(p.pid)
+        rec.update({f"{name}_cpu_pct": (c1 - c0) / (w1 - w0) * 100, f"{name}_rss_mib": st.get("VmRSS"),
+                    f"{name}_threads": st.get("Threads"), f"{name}_other_load": load.stop(),
+                    "peak_rss_mib": st.get("VmHWM")})
+        d = disturbed_note(rec[f"{name}_other_load"], load)
+        if d:
+            rec.setdefault("notes", []).append(f"while {name}: {d}")
+    rec["other_load"] = max(rec["idle_other_load"] or 0, rec["settled_other_load"] or 0)
+
+
 def idle_run(tool, args, ds, inputs):
     tmp = Path(tempfile.mkdtemp(prefix=f"idle-{tool}-", dir=TMP_ROOT))
-    rec = {"tool": tool, "files": len(ds["files"]), "watch_s": args.idle_seconds}
+    rec = {"tool": tool, "files": len(ds["files"]), "watch_s": args.idle_seconds, "notes": []}
     try:
         t0 = time.perf_counter()
         p, out, errp = start_tool(tool, args, tmp, ds["files"], ds["dir"] / "*.log", "text")
@@ -782,24 +950,14 @@ def idle_run(tool, args, ds, inputs):
             t_done, _ = wait_complete(p, out, "text", ds["lines"], ds["bytes"], errp, args.timeout,
                                       args.stall_timeout)
             rec["read_all_s"] = t_done - t0
-            c0, w0 = proc_cpu(p.pid), time.monotonic()
-            end = w0 + args.idle_seconds
-            while time.monotonic() < end:
-                if p.poll() is not None:
-                    why = (" without being asked (it exits 0 only on SIGTERM/SIGINT or a dead output: "
-                           "did something else signal it, e.g. a pkill?)") if p.returncode == 0 else ""
-                    raise RunFailed(f"exited during idle with code {p.returncode}{why}; stderr tail:\n"
-                                    f"{tail_text(errp)}")
-                time.sleep(0.1)
-            c1, w1 = proc_cpu(p.pid), time.monotonic()
-            st = proc_status(p.pid)
+            quiet_windows(p, errp, args.idle_seconds, rec)
         except RunFailed as e:
             stop(p)
             rec.update(ok=False, error=str(e))
             return rec
         stop(p)
-        rec.update(cpu_pct=(c1 - c0) / (w1 - w0) * 100, rss_mib=st.get("VmRSS"), peak_rss_mib=st.get("VmHWM"),
-                   threads=st.get("Threads"))
+        # cpu % of the first window (as before); memory and threads once settled
+        rec.update(cpu_pct=rec["idle_cpu_pct"], rss_mib=rec["settled_rss_mib"], threads=rec["settled_threads"])
         ok, msg, extra = verify(out, ds, inputs, "text")
         rec.update(ok=ok, verify=msg)
         if not ok:
@@ -814,17 +972,123 @@ def bench_idle(args, results, failures):
     nfiles = IDLE_FILES // 10 if args.quick else IDLE_FILES
     ds = ensure_data(f"idle-{nfiles}", nfiles, IDLE_LINES)
     inputs = load_inputs(ds)
-    print(f"\n== idle: {nfiles} quiet files x {IDLE_LINES} lines, watch {args.idle_seconds}s", flush=True)
+    print(f"\n== idle: {nfiles} quiet files x {IDLE_LINES} lines, watch 2 x {args.idle_seconds:g}s", flush=True)
     tools = ([] if args.tail_only else ["agent"]) + ([] if args.no_tail else ["tail"])
     for tool in tools:
-        r = idle_run(tool, args, ds, inputs)
+        r = measured(args, f"idle/{tool}", lambda: idle_run(tool, args, ds, inputs))
         results.append(r)
         if r.get("ok"):
-            print(f"  {tool:5}: cpu {r['cpu_pct']:.2f}% of a core, RSS {r['rss_mib']:.1f} MiB, "
-                  f"threads {r['threads']} (read all in {r['read_all_s']:.2f}s)", flush=True)
+            print(f"  {tool:5}: cpu {r['cpu_pct']:.2f}% of a core, then {r['settled_cpu_pct']:.2f}%; "
+                  f"RSS {r['idle_rss_mib']:.1f} -> {r['rss_mib']:.1f} MiB, threads {r['idle_threads']} -> "
+                  f"{r['threads']} (read all in {r['read_all_s']:.2f}s; other load "
+                  f"{fmt_num(r.get('other_load'), '.2f')} cores)", flush=True)
+            for n in r.get("notes", []):
+                print(f"      note: {n}", flush=True)
         else:
             print(f"  {tool:5}: {failure_text(r)}", flush=True)
             failures.append(f"idle/{tool}: {r.get('error')}")
+
+
+# --------------------------------------------------------------------------- scale
+
+def scale_run(tool, args, case, ds, inputs, glob):
+    """Start on many quiet files: time until all delivered, peak RSS and threads, then idle."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"scale-{case}-{tool}-", dir=TMP_ROOT))
+    rec = {"case": case, "tool": tool, "files": len(ds["files"]), "dirs": ds["dirs"], "lines": ds["lines"],
+           "bytes": ds["bytes"], "glob": str(glob), "watch_s": args.idle_seconds, "notes": []}
+    try:
+        t0 = time.perf_counter()
+        p, out, errp = start_tool(tool, args, tmp, ds["files"], glob, "text")
+        rec["pid"] = p.pid
+        load = HostLoad(p.pid)
+        peak = {"threads": 0, "t": 0.0}
+
+        def sample():
+            now = time.monotonic()
+            if now - peak["t"] >= 0.05:
+                peak["t"] = now
+                try:
+                    peak["threads"] = max(peak["threads"], proc_status(p.pid).get("Threads", 0))
+                except OSError:
+                    pass
+
+        try:
+            t_done, t_first = wait_complete(p, out, "text", ds["lines"], ds["bytes"], errp, args.timeout,
+                                            args.stall_timeout, on_poll=sample)
+            st = proc_status(p.pid)
+            cpu_read = proc_cpu(p.pid)
+            el = t_done - t0
+            rec.update(seconds=el, first_output_s=(t_first - t0) if t_first else None,
+                       lines_per_s=ds["lines"] / el, cpu_s=cpu_read, threads=st.get("Threads"),
+                       peak_threads=max(peak["threads"], st.get("Threads", 0)),
+                       rss_after_read_mib=st.get("VmRSS"), other_load_read=load.stop())
+            d = disturbed_note(rec["other_load_read"], load)
+            if d:
+                rec["notes"].append("while reading: " + d)
+            quiet_windows(p, errp, args.idle_seconds, rec)
+        except RunFailed as e:
+            stop(p)
+            rec.update(ok=False, error=str(e))
+            return rec
+        ts = time.perf_counter()
+        code, clean = stop(p, timeout=30)
+        rec.update(stop_s=time.perf_counter() - ts, exit_code=code)
+        ok, msg, extra = verify(out, ds, inputs, "text")
+        rec.update(ok=ok, verify=msg, output_lines=extra.get("output_lines"))
+        notes = rec["notes"]
+        if tool == "agent":
+            if not clean:
+                notes.append("did not exit within 30s of SIGTERM (killed)")
+            elif code != 0:
+                notes.append(f"exit code {code} after SIGTERM (expected 0)")
+            if clean:
+                c = check_checkpoints(tmp / "ckpt", ds)
+                if c:
+                    notes.append(c)
+            w = warn_lines(errp)
+            if w:
+                notes.append(f"agent logged {len(w)} warning/error line(s), e.g.: " + " | ".join(w[:2])[:400])
+        if not ok:
+            rec["error"] = msg
+        return rec
+    finally:
+        if not args.keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_scale(args, results, failures):
+    nflat = SCALE_FLAT_FILES // 10 if args.quick else SCALE_FLAT_FILES
+    depth = SCALE_TREE_DEPTH - 3 if args.quick else SCALE_TREE_DEPTH
+    fan, per = SCALE_TREE_FANOUT, SCALE_TREE_FILES_PER_DIR
+    flat = ensure_data(f"scale-flat-{nflat}", nflat, SCALE_LINES)
+    rel, decoys = tree_layout(depth, fan, per)
+    tree = ensure_data(f"scale-tree-d{depth}", len(rel), SCALE_LINES, rel=rel, decoys=decoys,
+                       layout=f"depth={depth} fanout={fan} per_dir={per}")
+    cases = [("flat", flat, flat["dir"] / "*.log",
+              f"{nflat:,} files x {SCALE_LINES} lines in one directory, glob dir/*.log"),
+             ("tree", tree, tree["dir"] / "**" / "*.log",
+              f"{len(rel):,} files x {SCALE_LINES} lines in {tree['dirs']} directories (depth {depth}, "
+              f"fan-out {fan}, {len(decoys)} non-matching decoys), glob root/**/*.log")]
+    tools = ([] if args.tail_only else ["agent"]) + ([] if args.no_tail else ["tail"])
+    for case, ds, glob, desc in cases:
+        inputs = load_inputs(ds)
+        print(f"\n== scale/{case}: {desc}; then 2 x {args.idle_seconds:g}s quiet", flush=True)
+        for tool in tools:
+            r = measured(args, f"scale/{case}/{tool}", lambda: scale_run(tool, args, case, ds, inputs, glob))
+            results.append(r)
+            if r.get("ok"):
+                print(f"  {tool:5}: all delivered in {r['seconds']:.2f}s (first after {r['first_output_s']:.2f}s), "
+                      f"peak RSS {r['peak_rss_mib']:.1f} MiB, threads {r['threads']} (peak {r['peak_threads']}); "
+                      f"idle: cpu {r['idle_cpu_pct']:.2f}% of a core, then {r['settled_cpu_pct']:.2f}%, "
+                      f"RSS {r['idle_rss_mib']:.1f} -> {r['settled_rss_mib']:.1f} MiB, threads {r['idle_threads']} -> "
+                      f"{r['settled_threads']}; SIGTERM->exit {r['stop_s']:.2f}s; other load while reading/idle "
+                      f"{fmt_num(r.get('other_load_read'), '.2f')}/{fmt_num(r.get('other_load'), '.2f')} cores",
+                      flush=True)
+                for n in r.get("notes", []):
+                    print(f"      note: {n}", flush=True)
+            else:
+                print(f"  {tool:5}: {failure_text(r)}", flush=True)
+                failures.append(f"scale/{case}/{tool}: {r.get('error')}")
 
 
 # --------------------------------------------------------------------------- report
@@ -865,6 +1129,7 @@ def machine_info(args):
         "agent_bin": None if args.tail_only else str(args.bin),
         "agent_version": None if args.tail_only else cmd([str(args.bin), "--version"]),
         "git_commit": cmd(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        **({} if args.tail_only else bin_vs_tree(args.bin)),
         "rlimit_nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
         "data_dir": str(DATA_ROOT),
         "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
@@ -872,6 +1137,27 @@ def machine_info(args):
         "notes": "data and output on the same filesystem, page cache warm; output polled every 5 ms; "
                  "latency reader polls every 1 ms",
     }
+
+
+def bin_vs_tree(binpath):
+    """Which sources the binary may not match: uncommitted files older than it (built in) and
+    files newer than it (changed after the build, not measured)."""
+    try:
+        bt = os.stat(binpath).st_mtime
+        out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "Cargo.toml",
+                              "Cargo.lock", "build.rs"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    dirty = [l[3:] for l in out.splitlines() if l[3:]]
+    newer = []
+    for f in [REPO / "Cargo.toml", REPO / "Cargo.lock", *(REPO / "src").rglob("*.rs")]:
+        try:
+            if f.stat().st_mtime > bt:
+                newer.append(str(f.relative_to(REPO)))
+        except OSError:
+            pass
+    return {"agent_bin_mtime": datetime.datetime.fromtimestamp(bt, datetime.timezone.utc).isoformat(timespec="seconds"),
+            "uncommitted_in_bin": sorted(set(dirty) - set(newer)), "src_newer_than_bin": sorted(newer)}
 
 
 def cpu_busy(interval=0.5):
@@ -886,38 +1172,194 @@ def cpu_busy(interval=0.5):
     return round(1 - (i1 - i0) / max(1, t1 - t0), 3)
 
 
+def is_disturbed(r):
+    return any("(disturbed)" in n for n in r.get("notes", []))
+
+
+def disturbance(r):
+    return max([r.get(k) or 0.0 for k in ("other_load", "other_load_read")] +
+               [r.get("writer", {}).get("max_behind_ms", 0) / 100])
+
+
+def measured(args, label, run):
+    """One run, after --wait-quiet; with --retry-disturbed N, a run that passed but was disturbed is
+    repeated up to N times and the least disturbed one kept. A failed run is never retried away."""
+    wait_quiet(args, label)
+    r = run()
+    attempts = [r]
+    while r.get("ok") and is_disturbed(r) and len(attempts) <= args.retry_disturbed:
+        print(f"  ({label} was disturbed: running it again)", flush=True)
+        wait_quiet(args, label)
+        r = run()
+        attempts.append(r)
+        if not r.get("ok"):
+            break
+    if len(attempts) > 1:
+        if r.get("ok"):
+            r = min(attempts, key=disturbance)
+        r["attempts"] = len(attempts)
+        r["disturbed_attempts"] = [disturbance(a) for a in attempts]
+        r.setdefault("notes", []).append(
+            f"kept the least disturbed of {len(attempts)} attempts (other load, cores: "
+            + ", ".join(f"{disturbance(a):.2f}" for a in attempts) + ")")
+    return r
+
+
+def wait_quiet(args, label, threshold=0.15):
+    """--wait-quiet N: before a run, wait up to N s until the CPUs are less than 15% busy over 1 s."""
+    if not args.wait_quiet:
+        return
+    t0 = time.monotonic()
+    while True:
+        b = cpu_busy(1.0)
+        if b < threshold or time.monotonic() - t0 > args.wait_quiet:
+            break
+    waited = time.monotonic() - t0
+    if waited > 1.5:
+        print(f"  (waited {waited:.0f}s for a quiet machine before {label}: CPUs {b:.0%} busy)", flush=True)
+
+
 def fmt_num(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def print_table(thr, lat, idle, machine):
-    print(f"\nlogaggregator bench  {machine['date']}  {machine['model_name']} x{machine['nproc']}  "
-          f"kernel {machine['kernel']}  agent {machine.get('agent_version')}")
+def disturbed_mark(runs):
+    n = sum(1 for r in runs if any("(disturbed)" in x for x in r.get("notes", [])))
+    if not n:
+        return ""
+    return " (disturbed)" if len(runs) == 1 else f" (disturbed {n}/{len(runs)})"
+
+
+def status_text(r):
+    return ("ok" if r.get("ok") else "FAILURE") + disturbed_mark([r])
+
+
+def build_tables(thr, lat, idle, scale):
+    """Sections as (title, [(header, right_aligned)], rows of strings); shared by the console and Markdown."""
+    out = []
     if thr:
-        hdr = (f"{'workload':9} {'tool':5} {'fmt':4} {'lines/s':>12} {'MiB/s':>8} {'cpu s/Mline':>11} "
-               f"{'peak RSS MiB':>12} {'time s':>7} {'vs tail':>7}  status")
-        print("\nThroughput (median of runs)\n" + hdr + "\n" + "-" * len(hdr))
+        cols = [("workload", 0), ("tool", 0), ("fmt", 0), ("lines/s", 1), ("MiB/s", 1), ("cpu s/Mline", 1),
+                ("peak RSS MiB", 1), ("time s", 1), ("vs tail", 1), ("status", 0)]
+        rows = []
         for r in thr:
             m = r["median"]
-            print(f"{r['workload']:9} {r['tool']:5} {r['format']:4} {fmt_num(m.get('lines_per_s'), '12,.0f')} "
-                  f"{fmt_num(m.get('mib_per_s'), '8.1f')} {fmt_num(m.get('cpu_s_per_mline'), '11.3f')} "
-                  f"{fmt_num(m.get('peak_rss_mib'), '12.1f')} {fmt_num(m.get('seconds'), '7.3f')} "
-                  f"{fmt_num(m.get('vs_tail'), '7.2f')}  {m['status']} ({m['ok_runs']}/{m['runs']})")
+            rows.append([r["workload"], r["tool"], r["format"], fmt_num(m.get("lines_per_s"), ",.0f"),
+                         fmt_num(m.get("mib_per_s"), ".1f"), fmt_num(m.get("cpu_s_per_mline"), ".3f"),
+                         fmt_num(m.get("peak_rss_mib"), ".1f"), fmt_num(m.get("seconds"), ".3f"),
+                         fmt_num(m.get("vs_tail"), ".2f"),
+                         f"{m['status']} ({m['ok_runs']}/{m['runs']})" + disturbed_mark(r["runs"])])
+        out.append(("Throughput (median of runs)", cols, rows))
     if lat:
-        print(f"\nLatency ({lat[0]['rate']:,} lines/s over {lat[0]['files']} files, {lat[0]['seconds']}s)")
-        hdr = f"{'tool':5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lines':>9} {'cpu %':>6}  status"
-        print(hdr + "\n" + "-" * len(hdr))
-        for r in lat:
-            print(f"{r['tool']:5} {fmt_num(r.get('p50_ms'), '8.2f')} {fmt_num(r.get('p99_ms'), '8.2f')} "
-                  f"{fmt_num(r.get('max_ms'), '8.2f')} {fmt_num(r.get('delivered'), '9d')} "
-                  f"{fmt_num(r.get('cpu_pct'), '6.1f')}  {'ok' if r.get('ok') else 'FAILURE'}")
+        cols = [("tool", 0), ("p50 ms", 1), ("p99 ms", 1), ("max ms", 1), ("lines", 1), ("cpu %", 1), ("status", 0)]
+        rows = [[r["tool"], fmt_num(r.get("p50_ms"), ".2f"), fmt_num(r.get("p99_ms"), ".2f"),
+                 fmt_num(r.get("max_ms"), ".2f"), fmt_num(r.get("delivered"), ",d"), fmt_num(r.get("cpu_pct"), ".1f"),
+                 status_text(r)] for r in lat]
+        out.append((f"Latency ({lat[0]['rate']:,} lines/s over {lat[0]['files']} files, {lat[0]['seconds']:g}s)",
+                    cols, rows))
     if idle:
-        print(f"\nIdle ({idle[0]['files']} quiet files, {idle[0]['watch_s']}s)")
-        hdr = f"{'tool':5} {'cpu %':>7} {'RSS MiB':>8} {'threads':>7}  status"
-        print(hdr + "\n" + "-" * len(hdr))
-        for r in idle:
-            print(f"{r['tool']:5} {fmt_num(r.get('cpu_pct'), '7.2f')} {fmt_num(r.get('rss_mib'), '8.1f')} "
-                  f"{fmt_num(r.get('threads'), '7d')}  {'ok' if r.get('ok') else 'FAILURE'}")
+        w = idle[0]["watch_s"]
+        cols = [("tool", 0), ("cpu %", 1), ("settled cpu %", 1), ("RSS MiB", 1), ("threads", 1), ("status", 0)]
+        rows = [[r["tool"], fmt_num(r.get("cpu_pct"), ".2f"), fmt_num(r.get("settled_cpu_pct"), ".2f"),
+                 fmt_num(r.get("rss_mib"), ".1f"), fmt_num(r.get("threads"), "d"), status_text(r)] for r in idle]
+        out.append((f"Idle ({idle[0]['files']:,} quiet files read, then cpu % over {w:g}s, settled cpu % over the "
+                    f"next {w:g}s; RSS and threads at the end)", cols, rows))
+    if scale:
+        w = scale[0]["watch_s"]
+        cols = [("case", 0), ("tool", 0), ("files", 1), ("dirs", 1), ("all delivered s", 1), ("peak RSS MiB", 1),
+                ("threads", 1), ("idle cpu %", 1), ("settled cpu %", 1), ("idle RSS MiB", 1), ("idle threads", 1),
+                ("stop s", 1), ("status", 0)]
+        rows = [[r["case"], r["tool"], fmt_num(r.get("files"), ",d"), fmt_num(r.get("dirs"), ",d"),
+                 fmt_num(r.get("seconds"), ".2f"), fmt_num(r.get("peak_rss_mib"), ".1f"),
+                 fmt_num(r.get("threads"), ",d"), fmt_num(r.get("idle_cpu_pct"), ".2f"),
+                 fmt_num(r.get("settled_cpu_pct"), ".2f"), fmt_num(r.get("settled_rss_mib"), ".1f"),
+                 fmt_num(r.get("settled_threads"), ",d"), fmt_num(r.get("stop_s"), ".2f"), status_text(r)]
+                for r in scale]
+        out.append((f"Scale (start on many quiet files; threads when all was delivered; idle cpu % over the next "
+                    f"{w:g}s, settled cpu % over the {w:g}s after; idle RSS and threads at the end)", cols, rows))
+    return out
+
+
+def machine_line(machine):
+    return (f"logaggregator bench  {machine['date']}  {machine['model_name']} x{machine['nproc']}  "
+            f"kernel {machine['kernel']}  agent {machine.get('agent_version')}")
+
+
+def print_table(thr, lat, idle, scale, machine):
+    print("\n" + machine_line(machine))
+    for title, cols, rows in build_tables(thr, lat, idle, scale):
+        w = [max([len(h)] + [len(row[i]) for row in rows]) for i, (h, _) in enumerate(cols)]
+
+        def line(cells):
+            return " ".join(c.rjust(w[i]) if cols[i][1] else c.ljust(w[i]) for i, c in enumerate(cells)).rstrip()
+
+        hdr = line([h for h, _ in cols])
+        print(f"\n{title}\n{hdr}\n" + "-" * len(hdr))
+        for row in rows:
+            print(line(row))
+
+
+def run_notes(thr, lat, idle, scale, failures):
+    """Notes worth a reader's eye: failures, disturbed measurements, the agent's own notes."""
+    notes = []
+    for f in failures:
+        notes.append("FAILURE " + f.split("\n")[0])
+    for r in thr:
+        for n in r.get("notes", []):
+            notes.append(f"{r['workload']}/{r['tool']}/{r['format']}: {n}")
+    for kind, rs in (("latency", lat), ("idle", idle)):
+        for r in rs:
+            for n in r.get("notes", []):
+                notes.append(f"{kind}/{r['tool']}: {n}")
+    for r in scale:
+        for n in r.get("notes", []):
+            notes.append(f"scale/{r['case']}/{r['tool']}: {n}")
+    return notes
+
+
+def write_markdown(path, thr, lat, idle, scale, machine, failures, command):
+    m = machine
+    busy = m.get("cpu_busy_at_start")
+    try:
+        mem = f"{int(m['mem_total'].split()[0]) / 2**20:.1f} GiB RAM"
+    except (ValueError, IndexError, AttributeError):
+        mem = m.get("mem_total")
+    src = f"git {m.get('git_commit')}"
+    if m.get("uncommitted_in_bin"):
+        src += f" + uncommitted changes to {', '.join(m['uncommitted_in_bin'])}"
+    if m.get("src_newer_than_bin"):
+        src = (f"binary built {m.get('agent_bin_mtime')}, before the changes to "
+               f"{', '.join(m['src_newer_than_bin'])} in the tree at git {m.get('git_commit')}")
+    lines = [
+        f"Machine: {m['model_name']} x{m['nproc']}, {mem}, kernel {m['kernel']}, {m['date']}; "
+        f"agent `{m.get('agent_version')}` ({src}); baseline `{m.get('tail_version')}`; "
+        f"CPUs {busy:.0%} busy at start.",
+        "",
+        f"Command: `{command}`",
+    ]
+
+    def cell(c):
+        return c.replace("|", "\\|")
+
+    for title, cols, rows in build_tables(thr, lat, idle, scale):
+        lines += ["", f"**{title}**", "",
+                  "| " + " | ".join(h for h, _ in cols) + " |",
+                  "|" + "|".join("---:" if right else "---" for _, right in cols) + "|"]
+        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    thr_runs = [x for t in thr for x in t["runs"]]
+    loads = [r[k] for rs in (thr_runs, lat, idle, scale) for r in rs
+             for k in ("other_load", "other_load_read") if r.get(k) is not None]
+    lines += ["", "Throughput: lines/s from agent start until the output holds every line; cpu s/Mline is the "
+              "process's user+system CPU per million lines; vs tail is lines/s relative to GNU "
+              "`tail -q -n +1 -F`. Idle and scale: cpu % of one core; stop s: SIGTERM to exit. "
+              "Every output is checked: each input line exactly once, in per-file order."]
+    if loads:
+        lines[-1] += (f" Other processes on the machine used up to {max(loads):.2f} cores during the "
+                      "measurements" + (" (numbers disturbed)." if max(loads) > DISTURBED_CORES else "."))
+    notes = run_notes(thr, lat, idle, scale, failures)
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n")
 
 
 def main():
@@ -927,10 +1369,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", help="agent binary (default: bin/logaggregator, else target/release/logaggregator)")
     ap.add_argument("--runs", type=int, help="runs per throughput case (default 3; 1 with --quick)")
-    ap.add_argument("--only", default="single,many100,many1000,latency,idle",
-                    help="comma list of: single,many100,many1000,latency,idle")
+    ap.add_argument("--only", default="single,many100,many1000,latency,idle,scale",
+                    help="comma list of: single,many100,many1000,latency,idle,scale")
     ap.add_argument("--quick", action="store_true", help="1/10 data sizes, 1 run, short latency/idle")
     ap.add_argument("--json", default=str(REPO / "bench" / "results.json"), help="results file")
+    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown (for the README)")
     ap.add_argument("--tail-only", action="store_true", help="only run GNU tail (harness test)")
     ap.add_argument("--no-tail", action="store_true", help="skip the GNU tail baseline")
     ap.add_argument("--latency-rate", type=int, default=20_000, help="lines/s (default 20000)")
@@ -939,6 +1382,10 @@ def main():
     ap.add_argument("--timeout", type=float, default=600, help="per-run timeout, s")
     ap.add_argument("--stall-timeout", type=float, default=30, help="fail if output stops growing this long, s")
     ap.add_argument("--agent-log-level", default="warn", help="agent logging.level (default warn)")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                    help="before each run, wait up to S seconds for the CPUs to be <15%% busy (shared machines)")
+    ap.add_argument("--retry-disturbed", type=int, default=0, metavar="N",
+                    help="repeat a passing run marked disturbed up to N times, keep the least disturbed")
     ap.add_argument("--keep-tmp", action="store_true", help="keep per-run temp dirs under target/bench-tmp")
     args = ap.parse_args()
     global LOG_LEVEL
@@ -952,7 +1399,7 @@ def main():
     if args.idle_seconds is None:
         args.idle_seconds = 3.0 if args.quick else 10.0
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(only) - set(WORKLOADS) - {"latency", "idle"}
+    unknown = set(only) - set(WORKLOADS) - {"latency", "idle", "scale"}
     if unknown:
         ap.error(f"--only: unknown {sorted(unknown)}")
     if args.tail_only and args.no_tail:
@@ -983,7 +1430,8 @@ def main():
     if machine["cpu_busy_at_start"] > 0.1:
         print(f"warning: CPUs {machine['cpu_busy_at_start']:.0%} busy before starting - something else is "
               "running; numbers will be noisy", file=sys.stderr)
-    thr, lat, idle, failures = [], [], [], []
+    command = shlex.join(["python3", *sys.argv])
+    thr, lat, idle, scale, failures = [], [], [], [], []
     try:
         for name in WORKLOADS:
             if name in only:
@@ -992,17 +1440,24 @@ def main():
             bench_latency(args, lat, failures)
         if "idle" in only:
             bench_idle(args, idle, failures)
+        if "scale" in only:
+            bench_scale(args, scale, failures)
     finally:
         kill_all()
-    print_table(thr, lat, idle, machine)
+    print_table(thr, lat, idle, scale, machine)
     res = {"machine": machine,
            "params": {"runs": args.runs, "quick": args.quick, "only": only, "latency_rate": args.latency_rate,
-                      "latency_seconds": args.latency_seconds, "idle_seconds": args.idle_seconds},
-           "throughput": thr, "latency": lat, "idle": idle, "failures": failures,
+                      "latency_seconds": args.latency_seconds, "idle_seconds": args.idle_seconds,
+                      "wait_quiet": args.wait_quiet, "retry_disturbed": args.retry_disturbed},
+           "command": command,
+           "throughput": thr, "latency": lat, "idle": idle, "scale": scale, "failures": failures,
            "status": "FAILURE" if failures else "ok"}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
     print(f"\nresults: {args.json}")
+    if args.markdown:
+        write_markdown(args.markdown, thr, lat, idle, scale, machine, failures, command)
+        print(f"markdown: {args.markdown}")
     if failures:
         print("\nFAILURES:", file=sys.stderr)
         for f in failures:
