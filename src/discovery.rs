@@ -104,11 +104,13 @@ impl Input {
 
     /// The files the globs match now, excluded ones removed.
     pub fn matched(&self) -> Vec<PathBuf> {
-        self.candidates().into_iter().map(|c| c.path).collect()
+        self.candidates(true).into_iter().map(|c| c.path).collect()
     }
 
-    /// Like `matched`, with what the directory listing told about each entry.
-    fn candidates(&self) -> Vec<Candidate> {
+    /// Like `matched`, with what the directory listing told about each entry. Without
+    /// `walk_trees`, globs that need a directory walk are skipped (their new files arrive as
+    /// filesystem events).
+    fn candidates(&self, walk_trees: bool) -> Vec<Candidate> {
         let mut all = Vec::new();
         for (g, fast) in self.includes.iter().zip(&self.single_dir) {
             if let Some((dir, name)) = fast {
@@ -126,6 +128,9 @@ impl Input {
                         }
                     }
                 }
+                continue;
+            }
+            if !walk_trees {
                 continue;
             }
             if let Ok(paths) = glob::glob(g) {
@@ -386,23 +391,30 @@ impl Discovery {
     fn tend_parked(&mut self, full: bool) {
         let contended = self.pipeline.slots.contended();
         let close_after = self.input.cfg.close_inactive;
-        let keys: Vec<FileKey> = self.parked.keys().copied().collect();
-        for k in keys {
-            let Some(p) = self.parked.remove(&k) else {
-                continue;
-            };
+        let (mut resume, mut close) = (Vec::new(), Vec::new());
+        for (k, p) in &self.parked {
             if full && p.needs_attention() {
-                self.resume(p.without_events());
+                resume.push(*k);
             } else if contended || p.quiet_for() >= close_after {
+                close.push(*k);
+            }
+        }
+        for k in resume {
+            if let Some(p) = self.parked.remove(&k) {
+                self.resume(p.without_events());
+            }
+        }
+        for k in close {
+            if let Some(p) = self.parked.remove(&k) {
                 p.close();
-            } else {
-                self.parked.insert(k, p);
             }
         }
     }
 
     fn on_event(&mut self, ev: notify::Result<notify::Event>, dirty: &mut BTreeSet<PathBuf>) {
         let ev = match ev {
+            // Opens and reads (our own scans among them) change nothing we track.
+            Ok(ev) if matches!(ev.kind, EventKind::Access(_)) => return,
             Ok(ev) => ev,
             Err(e) => {
                 debug!(error = %e, "filesystem event error; the next scan looks at every file");
@@ -420,6 +432,10 @@ impl Discovery {
             for p in all {
                 self.resume(p);
             }
+        }
+        if matches!(ev.kind, EventKind::Create(_)) && ev.paths.iter().any(|p| p.is_dir()) {
+            // A new directory: files may land in it before its watch exists; walk at the next scan.
+            self.full_scan_due = true;
         }
         for p in ev.paths {
             let parked_key = self
@@ -456,6 +472,19 @@ impl Discovery {
         }
     }
 
+    /// Whether every directory root of the globs is watched (recursively where needed).
+    fn trees_watched(&self) -> bool {
+        self.watcher.is_some()
+            && self
+                .input
+                .watch_roots()
+                .iter()
+                .all(|(dir, mode)| match mode {
+                    RecursiveMode::Recursive => self.recursive.iter().any(|r| dir.starts_with(r)),
+                    RecursiveMode::NonRecursive => self.is_watched(dir),
+                })
+    }
+
     fn is_watched(&self, dir: &Path) -> bool {
         self.watched.contains(dir) || self.recursive.iter().any(|r| dir.starts_with(r))
     }
@@ -485,7 +514,10 @@ impl Discovery {
             self.first_scan || self.full_scan_due || self.scans.is_multiple_of(FULL_SCAN_EVERY);
         self.full_scan_due = false;
         self.tend_parked(full);
-        for c in self.input.candidates() {
+        // Walking a `**` tree opens every directory (and each open is an inotify event): when
+        // the whole tree is watched, new files arrive as events and the walk is a safety net.
+        let walk_trees = full || !self.trees_watched();
+        for c in self.input.candidates(walk_trees) {
             // An open plain file in a watched directory: events report its rotation, so
             // the idle scan skips the stat (what keeps a thousand quiet files cheap).
             if !full
