@@ -23,28 +23,51 @@ static ESCAPE: [u8; 256] = {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Whether any of the 8 bytes needs a JSON escape (< 0x20, `"` or `\\`): a word at a time,
+/// since most log lines need none.
+fn word_needs_escape(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let control = w.wrapping_sub(LO * 0x20) & !w & HI;
+    let q = w ^ (LO * u64::from(b'"'));
+    let quote = q.wrapping_sub(LO) & !q & HI;
+    let s = w ^ (LO * u64::from(b'\\'));
+    let slash = s.wrapping_sub(LO) & !s & HI;
+    (control | quote | slash) != 0
+}
+
 fn escape_str(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let (mut i, mut start) = (0, 0);
+    while i < bytes.len() {
+        // Skip clean 8-byte words; look at single bytes only around an escape.
+        if i + 8 <= bytes.len() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[i..i + 8]);
+            if !word_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let esc = ESCAPE[b as usize];
-        if esc == 0 {
-            continue;
+        if esc != 0 {
+            out.extend_from_slice(&bytes[start..i]);
+            if esc == b'u' {
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 15) as usize],
+                ]);
+            } else {
+                out.extend_from_slice(&[b'\\', esc]);
+            }
+            start = i + 1;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if esc == b'u' {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 15) as usize],
-            ]);
-        } else {
-            out.extend_from_slice(&[b'\\', esc]);
-        }
-        start = i + 1;
+        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -120,6 +143,29 @@ mod tests {
         out.clear();
         json_escape(b"caf\xc3\xa9 \xff!", &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "caf\u{e9} \u{fffd}!");
+    }
+
+    #[test]
+    fn word_scan_agrees_with_the_table() {
+        for b in 0u8..=255 {
+            let mut w = [b'a'; 8];
+            w[3] = b;
+            let expect = ESCAPE[b as usize] != 0;
+            assert_eq!(
+                word_needs_escape(u64::from_le_bytes(w)),
+                expect,
+                "byte {b:#x}"
+            );
+        }
+        let mut out = Vec::new();
+        json_escape(
+            b"0123456789abcdef\"quoted\" tail\x1f end of a long line",
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            b"0123456789abcdef\\\"quoted\\\" tail\\u001f end of a long line"
+        );
     }
 
     #[test]
