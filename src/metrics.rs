@@ -85,46 +85,50 @@ impl View {
             g.set(v);
             reg.register(Box::new(g))
         };
-        counter(
-            "logaggregator_lines_read_total",
-            "Lines read from all files.",
-            get(&s.lines_read),
-        )?;
-        counter(
-            "logaggregator_bytes_read_total",
-            "Bytes read from all files.",
-            get(&s.bytes_read),
-        )?;
-        counter(
-            "logaggregator_events_written_total",
-            "Events written and flushed by the output.",
-            get(&s.events_written),
-        )?;
-        counter(
-            "logaggregator_lines_truncated_total",
-            "Lines cut to max_line_bytes.",
-            get(&s.lines_truncated),
-        )?;
-        counter(
-            "logaggregator_nul_bytes_skipped_total",
-            "NUL bytes skipped at line starts (copytruncate holes).",
-            get(&s.nul_bytes_skipped),
-        )?;
-        counter(
-            "logaggregator_checkpoint_writes_total",
-            "Checkpoint files written.",
-            get(&s.checkpoint_writes),
-        )?;
-        counter(
-            "logaggregator_checkpoint_errors_total",
-            "Checkpoint writes that failed.",
-            get(&s.checkpoint_errors),
-        )?;
-        counter(
-            "logaggregator_output_errors_total",
-            "Output writes that failed (each retry counts).",
-            get(&s.output_errors),
-        )?;
+        for (name, help, v) in [
+            (
+                "logaggregator_lines_read_total",
+                "Lines read from all files.",
+                &s.lines_read,
+            ),
+            (
+                "logaggregator_bytes_read_total",
+                "Bytes read from all files.",
+                &s.bytes_read,
+            ),
+            (
+                "logaggregator_events_written_total",
+                "Events written and flushed by the output.",
+                &s.events_written,
+            ),
+            (
+                "logaggregator_lines_truncated_total",
+                "Lines cut to max_line_bytes.",
+                &s.lines_truncated,
+            ),
+            (
+                "logaggregator_nul_bytes_skipped_total",
+                "NUL bytes skipped at line starts (copytruncate holes).",
+                &s.nul_bytes_skipped,
+            ),
+            (
+                "logaggregator_checkpoint_writes_total",
+                "Checkpoint files written.",
+                &s.checkpoint_writes,
+            ),
+            (
+                "logaggregator_checkpoint_errors_total",
+                "Checkpoint writes that failed.",
+                &s.checkpoint_errors,
+            ),
+            (
+                "logaggregator_output_errors_total",
+                "Output writes that failed (each retry counts).",
+                &s.output_errors,
+            ),
+        ] {
+            counter(name, help, get(v))?;
+        }
         gauge(
             "logaggregator_files_open",
             "Files open by tailers.",
