@@ -14,7 +14,6 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
@@ -98,7 +97,7 @@ impl Parked {
     }
 
     /// Starts the tailer's thread again; on failure it is handed back.
-    pub fn resume(self) -> Result<JoinHandle<()>, (Parked, io::Error)> {
+    pub fn resume(self) -> Result<(), (Parked, io::Error)> {
         start_thread(self.0).map_err(|(t, e)| (Parked(t), e))
     }
 
@@ -117,7 +116,7 @@ impl Parked {
 }
 
 /// Starts a tailer thread; the slot and the active mark are released when it ends.
-pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Result<JoinHandle<()>> {
+pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Result<()> {
     let name = format!(
         "tail:{}",
         start
@@ -170,15 +169,11 @@ pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Resul
     })
 }
 
-fn start_thread(t: Box<Tailer>) -> Result<JoinHandle<()>, (Box<Tailer>, io::Error)> {
+fn start_thread(t: Box<Tailer>) -> Result<(), (Box<Tailer>, io::Error)> {
+    let name = t.name.clone();
     // The tailer travels through a slot so that a failed spawn can hand it back.
     let slot = Arc::new(std::sync::Mutex::new(Some(t)));
     let inner = slot.clone();
-    let name = slot
-        .lock()
-        .ok()
-        .and_then(|g| g.as_ref().map(|t| t.name.clone()))
-        .unwrap_or_default();
     let spawned = std::thread::Builder::new()
         .name(name)
         .stack_size(STACK_BYTES)
@@ -189,10 +184,11 @@ fn start_thread(t: Box<Tailer>) -> Result<JoinHandle<()>, (Box<Tailer>, io::Erro
             }
         });
     match spawned {
-        Ok(h) => Ok(h),
+        Ok(_) => Ok(()),
         Err(e) => match slot.lock().ok().and_then(|mut g| g.take()) {
             Some(t) => Err((t, e)),
-            None => Ok(std::thread::spawn(|| {})),
+            // The thread took the tailer after all: it runs.
+            None => Ok(()),
         },
     }
 }
