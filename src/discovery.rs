@@ -574,7 +574,13 @@ impl Discovery {
         if self.first_scan {
             self.seen.insert(key);
         }
-        let existing = self.input.registry.lock().get(&key).cloned();
+        let mut existing = self.input.registry.lock().get(&key).cloned();
+        if existing
+            .as_ref()
+            .is_some_and(|st| held_by_another_file(st, path))
+        {
+            existing = self.retire(key);
+        }
         if let Some(st) = &existing {
             let mut p = st.progress();
             p.last_seen = unix_now();
@@ -609,6 +615,29 @@ impl Discovery {
             Err(e) if is_fd_exhaustion(&e) => self.waiting += 1,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => self.warn_once(path, "cannot open file", &e),
+        }
+    }
+
+    /// Drops the state of a file that no longer exists (its inode now holds another file),
+    /// keeping it for matching archives; returns None, as there is no state for the new file.
+    fn retire(&mut self, key: FileKey) -> Option<Arc<FileState>> {
+        let old = self.input.registry.lock().remove(&key);
+        if let Some(st) = old {
+            info!(path = %st.progress().path.display(), key = ?key,
+                "a file was replaced by another at the same inode; tracking the new one from its start");
+            self.keep_retired(st);
+        }
+        None
+    }
+
+    fn keep_retired(&mut self, st: Arc<FileState>) {
+        if st.progress().complete_at.is_some() {
+            // Already accounted for by its archive: no later archive can be its copy.
+            return;
+        }
+        self.retired.push(st);
+        if self.retired.len() > RETIRED_KEPT {
+            self.retired.remove(0);
         }
     }
 
@@ -673,7 +702,9 @@ impl Discovery {
                     return Ok(Opened::Skipped);
                 }
                 let mut p = st.progress();
-                let resumable = p.fingerprint.matches_head(&head)
+                // A plain file used up by its archive was deleted: the inode holds another.
+                let resumable = p.complete_at.is_none()
+                    && p.fingerprint.matches_head(&head)
                     && size >= p.read_offset
                     && marker_at(&file, p.read_offset).ok() == Some(p.read_marker);
                 if resumable {
@@ -692,11 +723,8 @@ impl Discovery {
                         "file no longer holds the content checkpointed for it (truncated, rewritten or inode reused); reading it from the start");
                     // A new file: its own state (events carry its own path), from offset 0.
                     replaced = true;
-                    // Its archive may still show up (compressed, then the inode reused).
-                    self.retired.push(st.clone());
-                    if self.retired.len() > RETIRED_KEPT {
-                        self.retired.remove(0);
-                    }
+                    drop(p);
+                    self.keep_retired(st);
                     None
                 }
             }
@@ -978,6 +1006,18 @@ fn same_file(path: &Path, key: FileKey) -> bool {
     std::fs::metadata(path)
         .map(|m| FileKey::of(&m) == key)
         .unwrap_or(false)
+}
+
+/// Whether a known state cannot be the file now at `path` with the same (device, inode): a
+/// plain file never turns into an archive or back, and a plain file whose archive was read
+/// has been deleted, so its inode now holds something else.
+fn held_by_another_file(st: &FileState, path: &Path) -> bool {
+    if st.is_active() {
+        return false;
+    }
+    let p = st.progress();
+    let was_gzip = gzip::is_gzip(&p.path);
+    was_gzip != gzip::is_gzip(path) || (!was_gzip && p.complete_at.is_some())
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {
