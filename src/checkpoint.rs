@@ -41,6 +41,9 @@ pub struct Entry {
     /// decompressed bytes for them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gzip_length: Option<u64>,
+    /// Compressed files read cleanly to the end: their compressed size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_size: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,6 +74,7 @@ impl Entry {
             path: p.path.clone(),
             last_seen: p.last_seen,
             gzip_length: p.complete_at,
+            gzip_size: p.archive_size,
         }
     }
 
@@ -89,6 +93,7 @@ impl Entry {
             path: self.path.clone(),
             last_seen: self.last_seen,
             complete_at: self.gzip_length,
+            archive_size: self.gzip_size,
         })
     }
 }
@@ -109,6 +114,7 @@ pub fn digest(registry: &Registry) -> u64 {
             // last_seen only matters at the scale of the one-day expiry.
             p.last_seen / 3600,
             p.complete_at.unwrap_or(u64::MAX),
+            p.archive_size.unwrap_or(u64::MAX),
         ] {
             x = (x ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
         }
@@ -307,6 +313,7 @@ mod tests {
             path: PathBuf::from("/x/a.log"),
             last_seen: 100,
             gzip_length: None,
+            gzip_size: None,
         }
     }
 

@@ -577,7 +577,7 @@ impl Discovery {
         let mut existing = self.input.registry.lock().get(&key).cloned();
         if existing
             .as_ref()
-            .is_some_and(|st| held_by_another_file(st, path))
+            .is_some_and(|st| held_by_another_file(st, path, meta.len()))
         {
             existing = self.retire(key);
         }
@@ -1008,16 +1008,24 @@ fn same_file(path: &Path, key: FileKey) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a known state cannot be the file now at `path` with the same (device, inode): a
-/// plain file never turns into an archive or back, and a plain file whose archive was read
-/// has been deleted, so its inode now holds something else.
-fn held_by_another_file(st: &FileState, path: &Path) -> bool {
+/// Whether a known state cannot be the file now at `path` with the same (device, inode) and
+/// `size`: a plain file never turns into an archive or back, a plain file whose archive was
+/// read has been deleted, and an archive read to its end never changes size. So the inode
+/// was freed and now holds another file (heads may be identical: a common banner).
+fn held_by_another_file(st: &FileState, path: &Path, size: u64) -> bool {
     if st.is_active() {
         return false;
     }
     let p = st.progress();
     let was_gzip = gzip::is_gzip(&p.path);
-    was_gzip != gzip::is_gzip(path) || (!was_gzip && p.complete_at.is_some())
+    if was_gzip != gzip::is_gzip(path) {
+        return true;
+    }
+    if was_gzip {
+        p.archive_size.is_some_and(|s| s != size)
+    } else {
+        p.complete_at.is_some()
+    }
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {

@@ -28,6 +28,9 @@ pub struct Progress {
     pub last_seen: u64,
     /// Compressed files: decompressed length, once read to the end (never read again).
     pub complete_at: Option<u64>,
+    /// Compressed files read cleanly to the end: their compressed size, which an archive
+    /// never changes, so another size at the same inode is another archive.
+    pub archive_size: Option<u64>,
 }
 
 impl Progress {
@@ -48,6 +51,7 @@ impl Progress {
             path: path.to_path_buf(),
             last_seen: unix_now(),
             complete_at: None,
+            archive_size: None,
         }
     }
 

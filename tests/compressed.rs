@@ -1213,3 +1213,54 @@ fn archive_in_the_inode_of_a_compressed_away_original_while_stopped_is_recognise
 fn live_file_in_the_inode_of_a_compressed_away_original_while_stopped_is_read_from_zero() {
     inode_of_compressed_original_reused_while_stopped(false);
 }
+
+/// An archive read to its end is deleted and, while the agent is stopped, its inode goes to a
+/// new archive that starts with the same banner (made certain by handing the inode over in the
+/// checkpoint, as the filesystem may do by itself). The new archive is read, every line once.
+#[test]
+fn new_archive_in_the_inode_of_a_deleted_archive_with_the_same_head_is_read() {
+    let env = Env::new();
+    let b = banner();
+    let old = env.log("old.log.gz");
+    let old_lines = concat(&[&b, &lines("old", 0..300)]);
+    fs::write(&old, gzip_bytes(env.root(), &joined(&old_lines))).unwrap();
+    let cfg = cfg_with(&env, &["*.log*"]);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    wait_msgs(&agent, &mut out, &old_lines);
+    wait_archive_complete(&agent, &env, &old, joined(&old_lines).len() as u64);
+    agent.term_ok();
+    let old_key = inode(&old);
+    let entry = archive_entry(&env, &old).expect("checkpoint entry of the archive");
+    assert_eq!(
+        entry.raw["gzip_size"].as_u64(),
+        Some(file_size(&old)),
+        "{}",
+        entry.raw
+    );
+
+    fs::remove_file(&old).unwrap();
+    let new = env.log("new.log.gz");
+    let new_lines = concat(&[&b, &lines("new", 0..200)]);
+    fs::write(&new, gzip_bytes(env.root(), &joined(&new_lines))).unwrap();
+    let new_key = inode(&new);
+    if new_key != old_key {
+        let mut ckpt = read_checkpoint(&env.ckpt()).unwrap();
+        for f in ckpt["files"].as_array_mut().unwrap() {
+            if (f["dev"].as_u64(), f["ino"].as_u64()) == (Some(old_key.0), Some(old_key.1)) {
+                f["ino"] = new_key.1.into();
+            }
+        }
+        fs::write(
+            checkpoint_file(&env.ckpt()),
+            serde_json::to_vec(&ckpt).unwrap(),
+        )
+        .unwrap();
+    }
+    let mut agent = env.spawn(&cfg);
+    wait_msgs(&agent, &mut out, &new_lines);
+    wait_archive_complete(&agent, &env, &new, joined(&new_lines).len() as u64);
+    agent.term_ok();
+    out.refresh();
+    assert_once(&agent, &out, &concat(&[&old_lines, &new_lines]));
+}

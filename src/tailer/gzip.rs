@@ -72,6 +72,12 @@ pub fn spawn(
                 p.last_seen = crate::event::unix_now();
                 if end.complete {
                     p.complete_at = Some(end.boundary);
+                    // A damaged archive may still grow (its writer was slow): no size to hold it to.
+                    p.archive_size = if end.damaged {
+                        None
+                    } else {
+                        file.metadata().ok().map(|m| m.len())
+                    };
                 }
             }
             if end.complete {
@@ -86,6 +92,8 @@ pub fn spawn(
 struct End {
     boundary: u64,
     complete: bool,
+    /// Given up on a decoding error rather than reaching the end of the stream.
+    damaged: bool,
 }
 
 /// Reads to the end. Unless the archive has `settled` (kept its size for a few scans), a
@@ -108,9 +116,11 @@ fn read_all(
         return End {
             boundary: offset,
             complete: settled,
+            damaged: true,
         };
     }
     let mut splitter = Splitter::new(params.max_line_bytes);
+    let mut damaged = false;
     let mut carry: Vec<u8> = Vec::new();
     let (mut pos, mut boundary) = (offset, offset);
     loop {
@@ -118,12 +128,14 @@ fn read_all(
             return End {
                 boundary,
                 complete: false,
+                damaged: false,
             };
         }
         let Some(mut buf) = pipeline.pool.take(&pipeline.stop) else {
             return End {
                 boundary,
                 complete: false,
+                damaged: false,
             };
         };
         buf.extend_from_slice(&carry);
@@ -142,11 +154,13 @@ fn read_all(
                 return End {
                     boundary,
                     complete: false,
+                    damaged: false,
                 };
             }
             Err(e) => {
                 // A truncated or corrupt archive: deliver what came out, then stop for good.
                 warn!(%path, error = %e, decompressed_offset = pos, "compressed file is damaged; delivering what could be read");
+                damaged = true;
                 (0, true)
             }
         };
@@ -196,6 +210,7 @@ fn read_all(
             return End {
                 boundary,
                 complete: false,
+                damaged: false,
             };
         }
         if eof {
@@ -203,6 +218,7 @@ fn read_all(
             return End {
                 boundary,
                 complete: true,
+                damaged,
             };
         }
     }
