@@ -344,6 +344,41 @@ pub fn expand_env(
     Ok(out)
 }
 
+/// Prefix of a variable name that the expansion treats as unset.
+const UNSET: char = '\u{1}';
+
+/// Shell semantics for `${VAR:-default}`: the default also applies when VAR is set but empty
+/// (shellexpand applies it only when unset), so such references are renamed to an unset name.
+fn defaults_for_empty<'a>(
+    text: &'a str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> std::borrow::Cow<'a, str> {
+    let mut out = String::new();
+    let mut done = 0;
+    let mut from = 0;
+    while let Some(i) = text[from..].find("${").map(|i| i + from) {
+        let name_start = i + 2;
+        let name_len = text[name_start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(text.len() - name_start);
+        let name_end = name_start + name_len;
+        from = name_end;
+        if name_len > 0
+            && text[name_end..].starts_with(":-")
+            && lookup(&text[name_start..name_end]).is_some_and(|v| v.is_empty())
+        {
+            out.push_str(&text[done..name_start]);
+            out.push(UNSET);
+            done = name_start;
+        }
+    }
+    if done == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[done..]);
+    std::borrow::Cow::Owned(out)
+}
+
 fn expand_line(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -354,7 +389,11 @@ fn expand_line(
         if i > 0 {
             out.push('$');
         }
-        let expanded = shellexpand::env_with_context(part, |name: &str| {
+        let part = defaults_for_empty(part, lookup);
+        let expanded = shellexpand::env_with_context(&part, |name: &str| {
+            if name.starts_with(UNSET) {
+                return Ok(None);
+            }
             // shellexpand only knows `:-`; `:?` reaches us inside the name.
             let (var, required) = match name.split_once(":?") {
                 Some((v, m)) => (v, Some(m)),
@@ -524,6 +563,11 @@ mod tests {
         let lookup = env(&[("DIR", "/data"), ("EMPTY", "")]);
         assert_eq!(expand_env("a ${DIR}/b", &lookup).unwrap(), "a /data/b");
         assert_eq!(expand_env("${NOPE:-/d}", &lookup).unwrap(), "/d");
+        // As in a shell: `:-` also covers a variable that is set but empty.
+        assert_eq!(
+            expand_env("[${EMPTY:-/d}] [${EMPTY}] ${DIR:-/d} ${EMPTY:-}x", &lookup).unwrap(),
+            "[/d] [] /data x"
+        );
         assert_eq!(
             expand_env("cost $$5 ${DIR}", &lookup).unwrap(),
             "cost $5 /data"

@@ -232,15 +232,22 @@ fn single_dash_config_flag_runs_the_agent() {
 fn env_default_expansion_in_paths_works_end_to_end() {
     let env = Env::new();
     let ls = lines("env-expanded", 0..20);
+    write_lines(&env.log("excluded-1.log"), &lines("excluded", 0..5));
     write_lines(&env.log("app.log"), &ls);
     let mut cfg = env.config();
     cfg.input().paths = vec![format!(
         "${{LOGAGG_E2E_UNSET_DIR:-{}}}/*.log",
         env.logs().display()
     )];
+    // Set but empty: the default applies, as in a shell.
+    cfg.input().exclude = vec![format!(
+        "${{LOGAGG_E2E_EMPTY:-{}/excluded-*.log}}",
+        env.logs().display()
+    )];
     cfg.input().checkpoint_path = "${LOGAGG_E2E_CKPT}".into();
     let mut agent = env.spawn_with(&cfg, |c| {
         c.env_remove("LOGAGG_E2E_UNSET_DIR")
+            .env("LOGAGG_E2E_EMPTY", "")
             .env("LOGAGG_E2E_CKPT", env.ckpt());
     });
     let mut out = env.output();
