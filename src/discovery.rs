@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -104,16 +105,22 @@ impl Input {
 
     /// The files the globs match now, excluded ones removed.
     pub fn matched(&self) -> Vec<PathBuf> {
-        self.candidates(true).into_iter().map(|c| c.path).collect()
+        self.candidates(true, &|_| false)
+            .into_iter()
+            .map(|c| c.path)
+            .collect()
     }
 
     /// Like `matched`, with what the directory listing told about each entry. Without
     /// `walk_trees`, globs that need a directory walk are skipped (their new files arrive as
-    /// filesystem events).
-    fn candidates(&self, walk_trees: bool) -> Vec<Candidate> {
+    /// filesystem events), and so are single directories for which `unchanged` says so.
+    fn candidates(&self, walk_trees: bool, unchanged: &dyn Fn(&Path) -> bool) -> Vec<Candidate> {
         let mut all = Vec::new();
         for (g, fast) in self.includes.iter().zip(&self.single_dir) {
             if let Some((dir, name)) = fast {
+                if !walk_trees && unchanged(dir) {
+                    continue;
+                }
                 // Only the file name is a pattern: one readdir, no per-entry allocation for
                 // names that do not match (the common `/var/log/app/*.log` case).
                 if let Ok(rd) = std::fs::read_dir(dir) {
@@ -248,6 +255,9 @@ struct Discovery {
     retired: Vec<Arc<FileState>>,
     /// Compressed files: (size, scans seen at that size), to tell growing from damaged.
     gz_attempts: HashMap<FileKey, (u64, u32)>,
+    /// Single-directory globs: the directory's stamp at its last listing, and whether that
+    /// listing held links (whose targets change without an event in this directory).
+    listed: HashMap<PathBuf, (DirStamp, bool)>,
     /// Quiet tailers without a thread, by file identity.
     parked: HashMap<FileKey, Parked>,
     park_tx: Sender<Parked>,
@@ -292,6 +302,7 @@ impl Discovery {
             parked: HashMap::new(),
             retired: Vec::new(),
             gz_attempts: HashMap::new(),
+            listed: HashMap::new(),
             park_tx,
             park_rx,
             watcher,
@@ -392,10 +403,11 @@ impl Discovery {
         let contended = self.pipeline.slots.contended();
         let close_after = self.input.cfg.close_inactive;
         let (mut resume, mut close) = (Vec::new(), Vec::new());
+        let now = Instant::now();
         for (k, p) in &self.parked {
             if full && p.needs_attention() {
                 resume.push(*k);
-            } else if contended || p.quiet_for() >= close_after {
+            } else if contended || p.quiet_at(now) >= close_after {
                 close.push(*k);
             }
         }
@@ -431,6 +443,15 @@ impl Discovery {
             let all: Vec<Parked> = self.parked.drain().map(|(_, p)| p).collect();
             for p in all {
                 self.resume(p);
+            }
+        }
+        if matches!(ev.kind, EventKind::Remove(_)) {
+            for p in &ev.paths {
+                if self.watched.remove(p) {
+                    // Its watch went with it: watched again (and listed) once it exists again.
+                    debug!(dir = %p.display(), "watched directory removed");
+                    self.listed.remove(p);
+                }
             }
         }
         if matches!(ev.kind, EventKind::Create(_)) && ev.paths.iter().any(|p| p.is_dir()) {
@@ -509,7 +530,6 @@ impl Discovery {
     fn scan(&mut self) {
         let t0 = Instant::now();
         self.seen.clear();
-        self.waiting = 0;
         let full =
             self.first_scan || self.full_scan_due || self.scans.is_multiple_of(FULL_SCAN_EVERY);
         self.full_scan_due = false;
@@ -517,7 +537,49 @@ impl Discovery {
         // Walking a `**` tree opens every directory (and each open is an inotify event): when
         // the whole tree is watched, new files arrive as events and the walk is a safety net.
         let walk_trees = full || !self.trees_watched();
-        for c in self.input.candidates(walk_trees) {
+        // Likewise a watched directory whose entries have not changed since it was listed (its
+        // mtime moves with every create, delete and rename) need not be listed again, unless
+        // something there waits for the next scan: a retry, a descriptor, an archive.
+        let quiet = !full && self.warned.is_empty() && self.waiting == 0 && !self.gz_pending();
+        let mut stamps = HashMap::new();
+        let input = self.input.clone();
+        for (dir, _) in input.single_dir.iter().flatten() {
+            let stamp = DirStamp::of(dir);
+            let was = self.listed.get(dir).map(|(s, _)| s.key);
+            if was.is_some() && was != stamp.map(|s| s.key) {
+                // Removed (and maybe created again): its watch went with the old directory.
+                debug!(dir = %dir.display(), "directory removed or replaced; watching it anew");
+                self.watched.remove(dir);
+                self.listed.remove(dir);
+                self.watch(dir, RecursiveMode::NonRecursive);
+            }
+            stamps.insert(dir.clone(), stamp);
+        }
+        let unchanged = |dir: &Path| {
+            quiet
+                && self.is_watched(dir)
+                && stamps.get(dir).copied().flatten().is_some_and(|s| {
+                    self.listed
+                        .get(dir)
+                        .is_some_and(|&(was, links)| was == s && !links)
+                })
+        };
+        let candidates = self.input.candidates(walk_trees, &unchanged);
+        let listed: Vec<(PathBuf, DirStamp, bool)> = stamps
+            .iter()
+            .filter(|(dir, _)| !unchanged(dir))
+            .filter_map(|(dir, s)| {
+                let links = candidates
+                    .iter()
+                    .any(|c| !c.plain && c.path.parent() == Some(dir.as_path()));
+                s.map(|s| (dir.clone(), s, links))
+            })
+            .collect();
+        for (dir, s, links) in listed {
+            self.listed.insert(dir, (s, links));
+        }
+        self.waiting = 0;
+        for c in candidates {
             // An open plain file in a watched directory: events report its rotation, so
             // the idle scan skips the stat (what keeps a thousand quiet files cheap).
             if !full
@@ -551,6 +613,20 @@ impl Discovery {
             self.forget_old();
         }
         tracing::trace!(took = ?t0.elapsed(), "scan");
+    }
+
+    /// Whether a compressed file is still to be read (being written, or waiting for its plain
+    /// original to be drained).
+    fn gz_pending(&self) -> bool {
+        if self.gz_attempts.is_empty() {
+            return false;
+        }
+        let registry = self.input.registry.lock();
+        self.gz_attempts.keys().any(|k| {
+            registry
+                .get(k)
+                .is_none_or(|st| st.progress().complete_at.is_none())
+        })
     }
 
     fn warn_once(&mut self, path: &Path, what: &str, e: &io::Error) {
@@ -1000,6 +1076,25 @@ fn single_dir_glob(g: &str) -> Option<(PathBuf, glob::Pattern)> {
         return None;
     }
     Some((dir.to_path_buf(), glob::Pattern::new(name).ok()?))
+}
+
+/// What changes when a directory's entries do: its identity, mtime and ctime.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct DirStamp {
+    key: FileKey,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl DirStamp {
+    fn of(dir: &Path) -> Option<DirStamp> {
+        let m = std::fs::metadata(dir).ok()?;
+        Some(DirStamp {
+            key: FileKey::of(&m),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 fn same_file(path: &Path, key: FileKey) -> bool {

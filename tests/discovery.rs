@@ -220,3 +220,44 @@ fn dangling_symlink_and_directory_matching_the_glob_are_not_fatal() {
     let expected: Vec<String> = real.iter().chain(&later).cloned().collect();
     assert_exactly_once(&out, &expected);
 }
+
+/// The watched directory is removed with its files and created again: files in the new
+/// directory are found and tailed promptly (not only by the periodic full scan, every 30
+/// scans: 30 s here).
+#[test]
+fn directory_removed_and_created_again_is_watched_and_read_again() {
+    let env = Env::new();
+    let dir = env.log("app");
+    fs::create_dir_all(&dir).unwrap();
+    let first = lines("first-dir", 0..20);
+    write_lines(&dir.join("a.log"), &first);
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("app/*.log")];
+    cfg.input().scan_interval = "1s".into();
+    cfg.input().poll_interval = "10s".into();
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &first);
+
+    fs::remove_dir_all(&dir).unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    let second = lines("second-dir", 0..20);
+    write_lines(&dir.join("b.log"), &second);
+    let mut expected: Vec<String> = first.iter().chain(&second).cloned().collect();
+    agent.wait_for_messages(&mut out, &expected);
+    // Appends arrive by events again (poll_interval is 10 s).
+    let t0 = std::time::Instant::now();
+    let more = lines("second-dir", 20..30);
+    append_lines(&dir.join("b.log"), &more);
+    expected.extend(more.iter().cloned());
+    agent.wait_for_messages(&mut out, &expected);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "appends took {:?}: the new directory is not watched",
+        t0.elapsed()
+    );
+    agent.assert_running();
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}

@@ -91,9 +91,9 @@ impl Parked {
         }
     }
 
-    /// How long the file has been quiet.
-    pub fn quiet_for(&self) -> Duration {
-        self.0.last_data.elapsed()
+    /// How long the file has been quiet at `now`.
+    pub fn quiet_at(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.0.last_data)
     }
 
     /// Starts the tailer's thread again; on failure it is handed back.
