@@ -241,6 +241,10 @@ impl Shared {
         let input = Arc::new(Input::new(index, cfg.clone()));
         checkpoint::restore(&input.registry, &entries, &self.host);
         info!(input = index, checkpoint = %store.path().display(), files = entries.len(), paths = ?cfg.paths, "input started");
+        if store.found_unclean() {
+            warn!(input = index, checkpoint = %store.path().display(), interval = ?cfg.checkpoint_interval,
+                "the previous run did not stop cleanly (crash, kill -9 or power loss): lines it delivered after its last checkpoint, at most checkpoint_interval's worth, are delivered again");
+        }
         let stop = Stop::new();
         let pipeline = Pipeline {
             tx: self.tx.clone(),
@@ -291,7 +295,7 @@ impl Running {
         let Some(mut store) = self.checkpointer.take().and_then(|h| h.join().ok()) else {
             return false;
         };
-        match store.write(&checkpoint::snapshot(&self.input.registry)) {
+        match store.write_final(&checkpoint::snapshot(&self.input.registry)) {
             Ok(_) => {
                 info!(input = self.input.index, checkpoint = %store.path().display(), "final checkpoint written");
                 true

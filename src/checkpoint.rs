@@ -49,6 +49,10 @@ pub struct Entry {
 #[derive(Debug, Serialize, Deserialize)]
 struct OnDisk {
     version: u32,
+    /// True in every write but the final one of a clean stop: found true at start, the last
+    /// run crashed or was killed, and lines after these offsets are delivered again.
+    #[serde(default)]
+    running: bool,
     files: Vec<Entry>,
 }
 
@@ -162,14 +166,25 @@ pub struct Store {
     path: PathBuf,
     _lock: File,
     last: Option<Vec<u8>>,
+    unclean: bool,
 }
 
 /// Reads the checkpoint file in `dir`; a missing one is empty.
 pub fn read(dir: &Path) -> Result<Vec<Entry>, String> {
+    read_doc(dir).map(|d| d.files)
+}
+
+fn read_doc(dir: &Path) -> Result<OnDisk, String> {
     let path = dir.join(FILE_NAME);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(OnDisk {
+                version: VERSION,
+                running: false,
+                files: Vec::new(),
+            });
+        }
         Err(e) => {
             return Err(format!(
                 "cannot read checkpoint file {}: {e}",
@@ -186,7 +201,7 @@ pub fn read(dir: &Path) -> Result<Vec<Entry>, String> {
             doc.version
         ));
     }
-    Ok(doc.files)
+    Ok(doc)
 }
 
 impl Store {
@@ -243,8 +258,8 @@ impl Store {
             ))
         })?;
         let path = dir.join(FILE_NAME);
-        let entries = match read(dir) {
-            Ok(v) => v,
+        let (entries, unclean) = match read_doc(dir) {
+            Ok(d) => (d.files, d.running),
             Err(msg) => {
                 let aside = dir.join(format!("{FILE_NAME}.corrupt-{}", crate::event::unix_now()));
                 match std::fs::rename(&path, &aside) {
@@ -253,7 +268,7 @@ impl Store {
                     Err(e) => warn!(checkpoint = %path.display(), error = %e,
                         "{msg}; could not set it aside, starting as if there were no checkpoint"),
                 }
-                Vec::new()
+                (Vec::new(), false)
             }
         };
         let mut store = Store {
@@ -261,6 +276,7 @@ impl Store {
             path,
             _lock: lock,
             last: None,
+            unclean,
         };
         store.write(&entries).map_err(|e| {
             StoreError(format!(
@@ -276,10 +292,25 @@ impl Store {
         &self.path
     }
 
+    /// Whether the checkpoint found at start was left by a run that did not stop cleanly.
+    pub fn found_unclean(&self) -> bool {
+        self.unclean
+    }
+
     /// Writes the entries atomically unless they equal the last ones written; true if written.
     pub fn write(&mut self, entries: &[Entry]) -> io::Result<bool> {
+        self.write_doc(entries, true)
+    }
+
+    /// The last write of a clean stop.
+    pub fn write_final(&mut self, entries: &[Entry]) -> io::Result<bool> {
+        self.write_doc(entries, false)
+    }
+
+    fn write_doc(&mut self, entries: &[Entry], running: bool) -> io::Result<bool> {
         let doc = OnDisk {
             version: VERSION,
+            running,
             files: entries.to_vec(),
         };
         let mut bytes = serde_json::to_vec_pretty(&doc).map_err(io::Error::other)?;

@@ -59,6 +59,9 @@ fn wait_for_fresh_progress(agent: &Agent, out: &mut Output, progress: &AtomicUsi
     });
 }
 
+/// The start-up warning after a run that did not stop cleanly.
+const UNCLEAN: &str = "did not stop cleanly";
+
 #[test]
 fn kill9_while_appending_loses_no_line() {
     let env = Env::new();
@@ -73,7 +76,11 @@ fn kill9_while_appending_loses_no_line() {
         if k == 0 {
             // Killed right after it delivered something: probably before any checkpoint.
             agent.wait_for_lines(&mut out, 1);
+            assert!(!agent.stderr().contains(UNCLEAN), "{}", agent.context());
         } else {
+            agent.wait("the warning that the previous run was killed", || {
+                agent.stderr().contains(UNCLEAN)
+            });
             // Killed after real progress, and after at least one periodic checkpoint.
             wait_for_fresh_progress(&agent, &mut out, &progress, 100);
             let ck = checkpoint_file(&env.ckpt());
@@ -86,6 +93,7 @@ fn kill9_while_appending_loses_no_line() {
     }
     let mut agent = env.spawn(&cfg);
     wait_for_fresh_progress(&agent, &mut out, &progress, 50);
+    assert!(agent.stderr().contains(UNCLEAN), "{}", agent.context());
     stop.store(true, Ordering::SeqCst);
     let written = writer.join().unwrap();
     agent.wait_for_messages_within(&mut out, &written, Duration::from_secs(30));
@@ -121,6 +129,7 @@ fn restart_after_sigterm_and_sigint_delivers_every_line_exactly_once() {
     {
         let mut agent = env.spawn(&cfg);
         wait_for_fresh_progress(&agent, &mut out, &progress, 60 + 20 * k);
+        assert!(!agent.stderr().contains(UNCLEAN), "{}", agent.context());
         let status = agent.stop_with(sig, DEADLINE);
         assert_eq!(
             status.code(),
