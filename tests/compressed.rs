@@ -1049,10 +1049,23 @@ fn file_at_inode(
     found
 }
 
-/// The inode of a plain file that was compressed (and so deleted) is reused by the next
-/// archive, or by the next live file: the new file is not the old one, even with an identical
-/// head. Every line once, and the archive is recorded as read to its end.
-fn inode_of_compressed_original_reused(by_archive: bool) {
+/// Two generations with the same banner, the first rotated and compressed (so its plain
+/// file, and inode, are gone) and its archive recorded as read to its end.
+struct FirstArchived {
+    env: Env,
+    b: Vec<String>,
+    path: std::path::PathBuf,
+    cfg: Config,
+    agent: Agent,
+    out: Output,
+    expected: Vec<String>,
+    /// The inode gen0 had.
+    k0: (u64, u64),
+    g0_len: u64,
+    g1: LogWriter,
+}
+
+fn first_generation_archived() -> FirstArchived {
     let env = Env::new();
     let b = banner();
     let path = env.log("app.log");
@@ -1060,12 +1073,11 @@ fn inode_of_compressed_original_reused(by_archive: bool) {
     let mut g0 = LogWriter::open(&path, "gen0");
     g0.file.write_all(&joined(&b)).unwrap();
     g0.write_n(100);
-    let mut agent = env.spawn(&cfg);
+    let agent = env.spawn(&cfg);
     let mut out = env.output();
     let mut expected = concat(&[&b, &g0.written]);
     wait_msgs(&agent, &mut out, &expected);
-
-    // First rotation: app.log -> app.log.1 -> app.log.1.gz; gen0's inode is now free.
+    // app.log -> app.log.1 -> app.log.1.gz; gen0's inode is now free.
     let k0 = inode(&path);
     fs::rename(&path, env.log("app.log.1")).unwrap();
     drop(g0);
@@ -1077,6 +1089,36 @@ fn inode_of_compressed_original_reused(by_archive: bool) {
     let g0_len = file_size(&env.log("app.log.1"));
     gzip_in_place(&env.log("app.log.1"));
     wait_archive_complete(&agent, &env, &env.log("app.log.1.gz"), g0_len);
+    FirstArchived {
+        env,
+        b,
+        path,
+        cfg,
+        agent,
+        out,
+        expected,
+        k0,
+        g0_len,
+        g1,
+    }
+}
+
+/// The inode of a plain file that was compressed (and so deleted) is reused by the next
+/// archive, or by the next live file: the new file is not the old one, even with an identical
+/// head. Every line once, and the archive is recorded as read to its end.
+fn inode_of_compressed_original_reused(by_archive: bool) {
+    let FirstArchived {
+        env,
+        b,
+        path,
+        cfg: _,
+        mut agent,
+        mut out,
+        mut expected,
+        k0,
+        g0_len: _,
+        g1,
+    } = first_generation_archived();
 
     // Second rotation, with gen0's inode given to the new archive or to the new live file.
     fs::rename(env.log("app.log.1.gz"), env.log("app.log.2.gz")).unwrap();
@@ -1128,33 +1170,47 @@ fn live_file_created_in_the_inode_of_a_compressed_away_original_is_read_from_zer
     inode_of_compressed_original_reused(false);
 }
 
+/// Edits the checkpoint of a stopped agent as if the filesystem had given the inode `from` to
+/// the new file at `to` (a no-op when it did): the entry of `from` now names `to`. Returns it.
+fn hand_inode_over(env: &Env, from: (u64, u64), to: (u64, u64)) -> serde_json::Value {
+    let mut ckpt = read_checkpoint(&env.ckpt()).expect("a checkpoint after a clean stop");
+    let files = ckpt["files"].as_array_mut().unwrap();
+    let key_of = |f: &serde_json::Value| (f["dev"].as_u64().unwrap(), f["ino"].as_u64().unwrap());
+    assert!(
+        files.iter().all(|f| key_of(f) == from || key_of(f) != to),
+        "the new file is already in the checkpoint: {files:?}"
+    );
+    let entry = files
+        .iter_mut()
+        .find(|f| key_of(f) == from)
+        .unwrap_or_else(|| panic!("no checkpoint entry for inode {from:?}"));
+    entry["ino"] = to.1.into();
+    let entry = entry.clone();
+    fs::write(
+        checkpoint_file(&env.ckpt()),
+        serde_json::to_vec(&ckpt).unwrap(),
+    )
+    .unwrap();
+    entry
+}
+
 /// The same inode reuse, made certain: while the agent is stopped, the checkpoint entry of a
 /// plain file already used up by its archive is given the inode of a new archive (or of the
 /// new live file), as if the filesystem had handed that inode on. Every line once, and the
 /// archive is recognised as the compressed copy of its own generation.
 fn inode_of_compressed_original_reused_while_stopped(by_archive: bool) {
-    let env = Env::new();
-    let b = banner();
-    let path = env.log("app.log");
-    let cfg = cfg_with(&env, &["*.log*"]);
-    let mut g0 = LogWriter::open(&path, "gen0");
-    g0.file.write_all(&joined(&b)).unwrap();
-    g0.write_n(100);
-    let mut agent = env.spawn(&cfg);
-    let mut out = env.output();
-    let mut expected = concat(&[&b, &g0.written]);
-    wait_msgs(&agent, &mut out, &expected);
-    let k0 = inode(&path);
-    fs::rename(&path, env.log("app.log.1")).unwrap();
-    drop(g0);
-    let mut g1 = LogWriter::open(&path, "gen1");
-    g1.file.write_all(&joined(&b)).unwrap();
-    g1.write_n(150);
-    expected.extend(concat(&[&b, &g1.written]));
-    wait_msgs(&agent, &mut out, &expected);
-    let g0_len = file_size(&env.log("app.log.1"));
-    gzip_in_place(&env.log("app.log.1"));
-    wait_archive_complete(&agent, &env, &env.log("app.log.1.gz"), g0_len);
+    let FirstArchived {
+        env,
+        b,
+        path,
+        cfg,
+        mut agent,
+        mut out,
+        mut expected,
+        k0,
+        g0_len,
+        g1,
+    } = first_generation_archived();
     agent.term_ok();
 
     // Stopped: the next rotation with compression, and gen0's entry handed the new inode.
@@ -1169,36 +1225,17 @@ fn inode_of_compressed_original_reused_while_stopped(by_archive: bool) {
     gzip_in_place(&env.log("app.log.1"));
     let gz = env.log("app.log.1.gz");
     let new_key = inode(if by_archive { &gz } else { &path });
-    let mut ckpt = read_checkpoint(&env.ckpt()).expect("a checkpoint after a clean stop");
-    let files = ckpt["files"].as_array_mut().unwrap();
-    let key_of = |f: &serde_json::Value| (f["dev"].as_u64().unwrap(), f["ino"].as_u64().unwrap());
     // The filesystem may have handed gen0's inode on by itself (ext4 often does).
-    assert!(
-        files
-            .iter()
-            .all(|f| key_of(f) == k0 || key_of(f) != new_key),
-        "the new file is already in the checkpoint: {files:?}"
-    );
-    let gen0 = files
-        .iter_mut()
-        .find(|f| key_of(f) == k0)
-        .unwrap_or_else(|| panic!("no checkpoint entry for gen0's inode {k0:?}"));
+    let gen0 = hand_inode_over(&env, k0, new_key);
     assert_eq!(gen0["gzip_length"].as_u64(), Some(g0_len), "{gen0}");
-    gen0["ino"] = new_key.1.into();
-    fs::write(
-        checkpoint_file(&env.ckpt()),
-        serde_json::to_vec(&ckpt).unwrap(),
-    )
-    .unwrap();
 
-    let agent = env.spawn(&cfg);
+    let mut agent = env.spawn(&cfg);
     wait_msgs(&agent, &mut out, &expected);
     wait_archive_complete(&agent, &env, &gz, g1_len);
     g2.write_n(5);
     let n = g2.written.len();
     expected.extend(g2.written[n - 5..].iter().cloned());
     wait_msgs(&agent, &mut out, &expected);
-    let mut agent = agent;
     agent.term_ok();
     out.refresh();
     assert_once(&agent, &out, &expected);
@@ -1244,19 +1281,7 @@ fn new_archive_in_the_inode_of_a_deleted_archive_with_the_same_head_is_read() {
     let new_lines = concat(&[&b, &lines("new", 0..200)]);
     fs::write(&new, gzip_bytes(env.root(), &joined(&new_lines))).unwrap();
     let new_key = inode(&new);
-    if new_key != old_key {
-        let mut ckpt = read_checkpoint(&env.ckpt()).unwrap();
-        for f in ckpt["files"].as_array_mut().unwrap() {
-            if (f["dev"].as_u64(), f["ino"].as_u64()) == (Some(old_key.0), Some(old_key.1)) {
-                f["ino"] = new_key.1.into();
-            }
-        }
-        fs::write(
-            checkpoint_file(&env.ckpt()),
-            serde_json::to_vec(&ckpt).unwrap(),
-        )
-        .unwrap();
-    }
+    hand_inode_over(&env, old_key, new_key);
     let mut agent = env.spawn(&cfg);
     wait_msgs(&agent, &mut out, &new_lines);
     wait_archive_complete(&agent, &env, &new, joined(&new_lines).len() as u64);
