@@ -351,3 +351,71 @@ fn empty_file_checkpointed_then_filled_while_stopped_is_read_once() {
     let expected: Vec<String> = marker.iter().chain(&ls).chain(&more).cloned().collect();
     assert_exactly_once(&out, &expected);
 }
+
+/// Entries of files not seen for more than a day are dropped from the checkpoint; a file gone
+/// for an hour keeps its entry (it may be found again, renamed), and so does a live file.
+#[test]
+fn entries_of_files_gone_for_over_a_day_are_pruned_recent_ones_kept() {
+    let env = Env::new();
+    let app = env.log("app.log");
+    let first = lines("prune", 0..10);
+    write_lines(&app, &first);
+    let mut agent = env.spawn(&env.config());
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &first);
+    agent.term_ok();
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut ckpt = read_checkpoint(&env.ckpt()).unwrap();
+    let files = ckpt["files"].as_array_mut().unwrap();
+    let live = files[0].clone();
+    for (name, age, ino_shift) in [
+        ("gone-two-days.log", 2 * 86_400, 1_000_000),
+        ("gone-an-hour.log", 3_600, 2_000_000),
+    ] {
+        let mut e = live.clone();
+        e["ino"] = (live["ino"].as_u64().unwrap() + ino_shift).into();
+        e["path"] = env.log(name).to_str().unwrap().into();
+        e["last_seen"] = (now - age).into();
+        files.push(e);
+    }
+    fs::write(
+        checkpoint_file(&env.ckpt()),
+        serde_json::to_vec(&ckpt).unwrap(),
+    )
+    .unwrap();
+
+    let paths = || -> Vec<String> {
+        checkpoint_entries(&env.ckpt())
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    };
+    let mut agent = env.spawn(&env.config());
+    agent.wait(
+        "the entry of the file gone for two days to be pruned",
+        || !paths().iter().any(|p| p.ends_with("gone-two-days.log")),
+    );
+    let kept = paths();
+    assert!(
+        kept.iter().any(|p| p.ends_with("gone-an-hour.log"))
+            && kept.iter().any(|p| p.ends_with("app.log")),
+        "entries kept: {kept:?}"
+    );
+    let more = lines("prune", 10..20);
+    append_lines(&app, &more);
+    agent.wait_for_messages(&mut out, &more);
+    agent.term_ok();
+    out.refresh();
+    let expected: Vec<String> = first.iter().chain(&more).cloned().collect();
+    assert_exactly_once(&out, &expected);
+    let kept = paths();
+    assert!(
+        !kept.iter().any(|p| p.ends_with("gone-two-days.log"))
+            && kept.iter().any(|p| p.ends_with("gone-an-hour.log")),
+        "entries after the final checkpoint: {kept:?}"
+    );
+}
