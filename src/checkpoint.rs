@@ -17,9 +17,9 @@ pub const LOCK_NAME: &str = "lock";
 /// Format version written by this agent.
 pub const VERSION: u32 = 1;
 
-/// One file's persisted position.
+/// One file's persisted position. Unknown fields are ignored, so that a checkpoint written by a
+/// newer agent still loads (offsets kept) after a rollback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Device number.
     pub dev: u64,
@@ -366,6 +366,23 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(!names.iter().any(|n| n.starts_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn fields_of_a_newer_agent_are_ignored_and_running_flag_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = entry(7, 70);
+        let mut v = serde_json::to_value(&e).unwrap();
+        v["added_later"] = serde_json::json!({"x": 1});
+        let doc = serde_json::json!({"version": 1, "running": true, "files": [v], "also_new": 2});
+        std::fs::write(dir.path().join(FILE_NAME), doc.to_string()).unwrap();
+        let (mut s, loaded) = Store::open(dir.path()).unwrap();
+        assert_eq!(loaded, vec![e.clone()]);
+        assert!(s.found_unclean());
+        s.write_final(&loaded).unwrap();
+        drop(s);
+        let (s, _) = Store::open(dir.path()).unwrap();
+        assert!(!s.found_unclean());
     }
 
     #[test]

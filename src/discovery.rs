@@ -255,8 +255,8 @@ struct Discovery {
     retired: Vec<Arc<FileState>>,
     /// Compressed files: (size, scans seen at that size), to tell growing from damaged.
     gz_attempts: HashMap<FileKey, (u64, u32)>,
-    /// Single-directory globs: the directory's stamp at its last listing, and whether that
-    /// listing held links (whose targets change without an event in this directory).
+    /// Single-directory globs: the directory's stamp at its last listing, and whether it must
+    /// be listed every scan all the same (it holds links, or is reached through one).
     listed: HashMap<PathBuf, (DirStamp, bool)>,
     /// Quiet tailers without a thread, by file identity.
     parked: HashMap<FileKey, Parked>,
@@ -272,6 +272,17 @@ struct Discovery {
     waiting: usize,
     scans: u64,
     full_scan_due: bool,
+}
+
+/// How a file came to be opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// A path the globs match.
+    Matched,
+    /// Outside the globs, by identity: a file rotated while the agent was stopped.
+    Rotated,
+    /// Matched, at an inode that held another file: new, read from its start.
+    New,
 }
 
 enum Opened {
@@ -561,7 +572,7 @@ impl Discovery {
                 && stamps.get(dir).copied().flatten().is_some_and(|s| {
                     self.listed
                         .get(dir)
-                        .is_some_and(|&(was, links)| was == s && !links)
+                        .is_some_and(|&(was, every_scan)| was == s && !every_scan)
                 })
         };
         let candidates = self.input.candidates(walk_trees, &unchanged);
@@ -569,14 +580,17 @@ impl Discovery {
             .iter()
             .filter(|(dir, _)| !unchanged(dir))
             .filter_map(|(dir, s)| {
-                let links = candidates
+                // Links change targets without an event here; and in a directory reached
+                // through a link, events carry the real path, which the globs do not match.
+                let every_scan = candidates
                     .iter()
-                    .any(|c| !c.plain && c.path.parent() == Some(dir.as_path()));
-                s.map(|s| (dir.clone(), s, links))
+                    .any(|c| !c.plain && c.path.parent() == Some(dir.as_path()))
+                    || std::fs::canonicalize(dir).map_or(true, |real| real != *dir);
+                s.map(|s| (dir.clone(), s, every_scan))
             })
             .collect();
-        for (dir, s, links) in listed {
-            self.listed.insert(dir, (s, links));
+        for (dir, s, every_scan) in listed {
+            self.listed.insert(dir, (s, every_scan));
         }
         self.waiting = 0;
         for c in candidates {
@@ -611,6 +625,14 @@ impl Discovery {
                     .retain(|k, _| registry.get(k).is_some_and(|st| st.is_active()));
             }
             self.forget_old();
+            // Sizes matter for archives still to be read, and for damaged ones (may grow).
+            let registry = self.input.registry.lock();
+            self.gz_attempts.retain(|k, _| {
+                registry.get(k).is_some_and(|st| {
+                    let p = st.progress();
+                    p.complete_at.is_none() || p.archive_size.is_none()
+                })
+            });
         }
         tracing::trace!(took = ?t0.elapsed(), "scan");
     }
@@ -640,7 +662,10 @@ impl Discovery {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             // Vanished, or a dangling symlink: picked up once the target appears.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.warned.remove(path);
+                return;
+            }
             Err(e) => return self.warn_once(path, "cannot stat file", &e),
         };
         if !meta.is_file() {
@@ -651,38 +676,48 @@ impl Discovery {
             self.seen.insert(key);
         }
         let mut existing = self.input.registry.lock().get(&key).cloned();
+        let mut how = Found::Matched;
         if existing
             .as_ref()
-            .is_some_and(|st| held_by_another_file(st, path, meta.len()))
+            .is_some_and(|st| replaced_at_inode(st, path, meta.len()))
         {
-            existing = self.retire(key);
+            self.retire(key);
+            existing = None;
+            how = Found::New;
         }
         if let Some(st) = &existing {
             let mut p = st.progress();
             p.last_seen = unix_now();
+            // The same file under another matched name (renamed, or a second link).
+            if p.path.as_os_str() != path.as_os_str() && !same_file(&p.path, key) {
+                p.path = path.to_path_buf();
+            }
             if st.is_active() {
-                // The same file under another matched name (renamed, or a second link).
-                if p.path.as_os_str() != path.as_os_str() && !same_file(&p.path, key) {
-                    p.path = path.to_path_buf();
-                }
                 drop(p);
                 self.add_waker(path, st);
                 return;
             }
             if gzip::is_gzip(path) {
                 // Compressed files do not grow: read once to the end, never again, unless
-                // one given up as damaged grows after all (it was still being written).
+                // one grows after all (given up as damaged while still being written, or a
+                // gzip member appended; its content up to the offset was checked above).
                 if p.complete_at.is_some() {
-                    match self.gz_attempts.get(&key) {
-                        Some(&(size, _)) if size != meta.len() => p.complete_at = None,
-                        _ => return,
+                    let grown = p.archive_size.is_some_and(|s| s != meta.len())
+                        || self
+                            .gz_attempts
+                            .get(&key)
+                            .is_some_and(|&(size, _)| size != meta.len());
+                    if !grown {
+                        return;
                     }
+                    p.complete_at = None;
+                    p.archive_size = None;
                 }
             } else if meta.len() == p.read_offset {
                 return;
             }
         }
-        match self.open(path, existing, false) {
+        match self.open(path, existing, how) {
             Ok(Opened::NoSlot) => self.waiting += 1,
             Ok(Opened::Started) => {
                 self.warned.remove(path);
@@ -695,15 +730,14 @@ impl Discovery {
     }
 
     /// Drops the state of a file that no longer exists (its inode now holds another file),
-    /// keeping it for matching archives; returns None, as there is no state for the new file.
-    fn retire(&mut self, key: FileKey) -> Option<Arc<FileState>> {
+    /// keeping it for matching archives.
+    fn retire(&mut self, key: FileKey) {
         let old = self.input.registry.lock().remove(&key);
         if let Some(st) = old {
             info!(path = %st.progress().path.display(), key = ?key,
                 "a file was replaced by another at the same inode; tracking the new one from its start");
             self.keep_retired(st);
         }
-        None
     }
 
     fn keep_retired(&mut self, st: Arc<FileState>) {
@@ -732,17 +766,17 @@ impl Discovery {
         }
     }
 
-    /// Opens a file and starts its tailer. `rotated` marks a file found outside the globs.
+    /// Opens a file and starts its tailer.
     fn open(
         &mut self,
         path: &Path,
         existing: Option<Arc<FileState>>,
-        rotated: bool,
+        how: Found,
     ) -> io::Result<Opened> {
         if !self.pipeline.slots.try_acquire() {
             return Ok(Opened::NoSlot);
         }
-        match self.open_with_slot(path, existing, rotated) {
+        match self.open_with_slot(path, existing, how) {
             Ok(Opened::Started) => Ok(Opened::Started),
             other => {
                 self.pipeline.slots.release();
@@ -755,8 +789,9 @@ impl Discovery {
         &mut self,
         path: &Path,
         existing: Option<Arc<FileState>>,
-        rotated: bool,
+        how: Found,
     ) -> io::Result<Opened> {
+        let rotated = how == Found::Rotated;
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let key = FileKey::of(&meta);
@@ -766,21 +801,19 @@ impl Discovery {
             _ => self.input.registry.lock().get(&key).cloned(),
         };
         if gzip::is_gzip(path) {
-            return self.open_gzip(path, file, key, existing);
+            return self.open_gzip(path, file, key, existing, how);
         }
         let head = read_at_most(&file, 0, FINGERPRINT_BYTES)?;
         let fp = Fingerprint::of_head(&head);
         let size = meta.len();
-        let mut replaced = false;
+        let mut replaced = how == Found::New;
         let resumed = match existing {
             Some(st) => {
                 if st.is_active() {
                     return Ok(Opened::Skipped);
                 }
                 let mut p = st.progress();
-                // A plain file used up by its archive was deleted: the inode holds another.
-                let resumable = p.complete_at.is_none()
-                    && p.fingerprint.matches_head(&head)
+                let resumable = p.fingerprint.matches_head(&head)
                     && size >= p.read_offset
                     && marker_at(&file, p.read_offset).ok() == Some(p.read_marker);
                 if resumable {
@@ -864,6 +897,7 @@ impl Discovery {
         file: File,
         key: FileKey,
         existing: Option<Arc<FileState>>,
+        how: Found,
     ) -> io::Result<Opened> {
         // An archive may still be growing (gzip at work): any decoding error is taken for
         // "not finished yet" until the file has stayed the same size for a few scans.
@@ -925,7 +959,10 @@ impl Discovery {
                     prev.progress().complete_at = Some(at);
                     self.retired.retain(|r| !Arc::ptr_eq(r, &prev));
                     (at, None)
-                } else if self.first_scan && self.input.cfg.start_at == StartAt::End {
+                } else if how != Found::New
+                    && self.first_scan
+                    && self.input.cfg.start_at == StartAt::End
+                {
                     (0, Some(0))
                 } else {
                     (0, None)
@@ -982,11 +1019,11 @@ impl Discovery {
             {
                 continue;
             }
-            let present = !is_retired && same_file(&p.path, st.key);
-            if present && p.path == plain_name {
+            if !is_retired && same_file(&plain_name, st.key) {
                 // gzip has not removed the plain file yet.
                 return Original::Wait;
             }
+            let present = !is_retired && same_file(&p.path, st.key);
             if st.is_active() {
                 if present {
                     // A live file that merely starts the same way: not this archive's origin.
@@ -1050,7 +1087,7 @@ impl Discovery {
                 }
                 info!(path = %found.display(), was = %st.progress().path.display(),
                     "file rotated while the agent was stopped; draining it from its checkpoint");
-                let _ = self.open(found, Some(st.clone()), true);
+                let _ = self.open(found, Some(st.clone()), Found::Rotated);
             }
         }
     }
@@ -1103,24 +1140,42 @@ fn same_file(path: &Path, key: FileKey) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a known state cannot be the file now at `path` with the same (device, inode) and
-/// `size`: a plain file never turns into an archive or back, a plain file whose archive was
-/// read has been deleted, and an archive read to its end never changes size. So the inode
-/// was freed and now holds another file (heads may be identical: a common banner).
-fn held_by_another_file(st: &FileState, path: &Path, size: u64) -> bool {
+/// Whether a known state is not the file now at `path` with the same (device, inode) and
+/// `size`, its inode having been freed and handed to a new file (whose head may well be the
+/// same: a common banner). A plain file never turns into an archive or back. A plain file
+/// whose archive was read is normally deleted, and an archive read to its end keeps its size:
+/// when either is seen again, its content up to the checkpointed offset decides.
+fn replaced_at_inode(st: &FileState, path: &Path, size: u64) -> bool {
     if st.is_active() {
         return false;
     }
-    let p = st.progress();
-    let was_gzip = gzip::is_gzip(&p.path);
-    if was_gzip != gzip::is_gzip(path) {
-        return true;
+    let (fingerprint, offset, marker, suspect) = {
+        let p = st.progress();
+        let was_gzip = gzip::is_gzip(&p.path);
+        if was_gzip != gzip::is_gzip(path) {
+            return true;
+        }
+        let suspect = if was_gzip {
+            p.archive_size.is_some_and(|s| s != size)
+        } else {
+            p.complete_at.is_some()
+        };
+        (p.fingerprint, p.read_offset, p.read_marker, suspect)
+    };
+    if !suspect {
+        return false;
     }
-    if was_gzip {
-        p.archive_size.is_some_and(|s| s != size)
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let same = if gzip::is_gzip(path) {
+        gzip::decompressed_head(&file).is_ok_and(|h| fingerprint.matches_head(&h))
+            && gzip::marker_at(&file, offset).ok() == Some(marker)
     } else {
-        p.complete_at.is_some()
-    }
+        read_at_most(&file, 0, FINGERPRINT_BYTES).is_ok_and(|h| fingerprint.matches_head(&h))
+            && marker_at(&file, offset).ok() == Some(marker)
+    };
+    !same
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {

@@ -1289,3 +1289,112 @@ fn new_archive_in_the_inode_of_a_deleted_archive_with_the_same_head_is_read() {
     out.refresh();
     assert_once(&agent, &out, &concat(&[&old_lines, &new_lines]));
 }
+
+/// logrotate `compress` + `delaycompress` with a file big enough that gzip is still at work
+/// over several scans: the generation being compressed (`app.log.2`, closed, its checkpoint
+/// path stale from before the second rename) is still there, so it is not yet taken as used
+/// up by the archive, nor its inode as handed to another file. Every line once.
+#[test]
+fn delaycompress_with_slow_gzip_reads_every_generation_once() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let mut cfg = cfg_with(&env, &["app.log*"]);
+    cfg.input().rotate_wait = "300ms".into();
+    cfg.input().extra.push("close_inactive: 500ms".into());
+    let a = lines("gen-a", 0..2000);
+    write_lines(&path, &a);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    wait_msgs(&agent, &mut out, &a);
+    // Rotation 1 (delaycompress: app.log.1 stays plain), then gen-a drained and closed.
+    fs::rename(&path, env.log("app.log.1")).unwrap();
+    let b = lines("gen-b", 0..2000);
+    write_lines(&path, &b);
+    let mut expected = concat(&[&a, &b]);
+    wait_msgs(&agent, &mut out, &expected);
+    let gen_a = ps(&env.log("app.log.1"));
+    wait(&agent, "gen-a drained and closed", || {
+        !fd_targets(agent.pid).contains(&gen_a)
+    });
+    // Rotation 2: .1 -> .2, app.log -> .1, new app.log; gzip writes app.log.2.gz and takes a
+    // while (several scans) before it removes app.log.2.
+    fs::rename(env.log("app.log.1"), env.log("app.log.2")).unwrap();
+    fs::rename(&path, env.log("app.log.1")).unwrap();
+    let c = lines("gen-c", 0..10);
+    write_lines(&path, &c);
+    let gz = env.log("app.log.2.gz");
+    fs::write(&gz, gzip_bytes(env.root(), &joined(&a))).unwrap();
+    let since = scans(&agent);
+    wait_scans(&agent, since, 3);
+    fs::remove_file(env.log("app.log.2")).unwrap();
+    expected.extend(c.iter().cloned());
+    wait_msgs(&agent, &mut out, &expected);
+    wait_archive_complete(&agent, &env, &gz, joined(&a).len() as u64);
+    agent.term_ok();
+    out.refresh();
+    assert_once(&agent, &out, &expected);
+}
+
+/// A gzip member appended to an archive already read to its end (`gzip -c >> a.gz`), while
+/// running and while stopped: only the new member's lines are delivered.
+#[test]
+fn gzip_member_appended_to_an_archive_already_read_delivers_only_the_new_lines() {
+    let env = Env::new();
+    let gz = env.log("a.log.gz");
+    let cfg = cfg_with(&env, &["*.gz"]);
+    let p1 = lines("member-1", 0..500);
+    fs::write(&gz, gzip_bytes(env.root(), &joined(&p1))).unwrap();
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    wait_msgs(&agent, &mut out, &p1);
+    wait_archive_complete(&agent, &env, &gz, joined(&p1).len() as u64);
+    let append_member = |ls: &[String]| {
+        let mut f = OpenOptions::new().append(true).open(&gz).unwrap();
+        f.write_all(&gzip_bytes(env.root(), &joined(ls))).unwrap();
+    };
+    let p2 = lines("member-2", 0..500);
+    append_member(&p2);
+    let mut expected = concat(&[&p1, &p2]);
+    wait_msgs(&agent, &mut out, &expected);
+    wait_archive_complete(&agent, &env, &gz, joined(&expected).len() as u64);
+    agent.term_ok();
+    let p3 = lines("member-3", 0..500);
+    append_member(&p3);
+    expected.extend(p3.iter().cloned());
+    let mut agent = env.spawn(&cfg);
+    wait_msgs(&agent, &mut out, &expected);
+    wait_archive_complete(&agent, &env, &gz, joined(&expected).len() as u64);
+    agent.term_ok();
+    out.refresh();
+    assert_once(&agent, &out, &expected);
+}
+
+/// With `start_at: end`, a new file at the inode of an archive read before (deleted while the
+/// agent was stopped) is known to be new: read from its start, not skipped to its end.
+#[test]
+fn start_at_end_new_file_in_the_inode_of_a_deleted_archive_is_read_from_its_start() {
+    let env = Env::new();
+    let mut cfg = cfg_with(&env, &["*.log*"]);
+    cfg.input().start_at = "end".into();
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    // Created after the first scan, so read from its start although start_at is end.
+    wait_scans(&agent, 0, 1);
+    let gz = env.log("old.log.gz");
+    let g = lines("archived", 0..300);
+    fs::write(&gz, gzip_bytes(env.root(), &joined(&g))).unwrap();
+    wait_msgs(&agent, &mut out, &g);
+    wait_archive_complete(&agent, &env, &gz, joined(&g).len() as u64);
+    agent.term_ok();
+    let old_key = inode(&gz);
+    fs::remove_file(&gz).unwrap();
+    let new = env.log("new.log");
+    let n = lines("new-file", 0..100);
+    write_lines(&new, &n);
+    hand_inode_over(&env, old_key, inode(&new));
+    let mut agent = env.spawn(&cfg);
+    wait_msgs(&agent, &mut out, &n);
+    agent.term_ok();
+    out.refresh();
+    assert_once(&agent, &out, &concat(&[&g, &n]));
+}

@@ -261,3 +261,37 @@ fn directory_removed_and_created_again_is_watched_and_read_again() {
     out.refresh();
     assert_exactly_once(&out, &expected);
 }
+
+/// The glob's directory is reached through a symlink (`/var/log -> /data/log`): events for
+/// its files carry the real path, which the glob does not match, so a file closed after
+/// close_inactive that grows must still be found by the regular scan (every second here; the
+/// full scan would take 30 s).
+#[test]
+fn closed_file_in_a_directory_reached_through_a_symlink_is_read_when_it_grows() {
+    let env = Env::new();
+    let real = env.log("data/app");
+    fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(env.log("data"), env.log("varlog")).unwrap();
+    let file = real.join("a.log");
+    let first = lines("through-link", 0..10);
+    write_lines(&file, &first);
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("varlog/app/*.log")];
+    cfg.input().scan_interval = "1s".into();
+    cfg.input().poll_interval = "1s".into();
+    cfg.input().extra.push("close_inactive: 300ms".into());
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &first);
+    let real_s = file.to_str().unwrap().to_string();
+    agent.wait("the quiet file to be closed (close_inactive 300ms)", || {
+        !agent.fd_targets().contains(&real_s)
+    });
+    let more = lines("through-link", 10..20);
+    append_lines(&file, &more);
+    let expected: Vec<String> = first.iter().chain(&more).cloned().collect();
+    agent.wait_for_messages(&mut out, &expected);
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}

@@ -4,9 +4,9 @@
 //! text is recognised and not read twice.
 
 use super::lines::Splitter;
-use super::{Params, Pipeline};
+use super::{Params, Pipeline, last_bytes};
 use crate::event::{Batch, FileState, Line};
-use crate::identity::FINGERPRINT_BYTES;
+use crate::identity::{FINGERPRINT_BYTES, MARKER_BYTES, fnv1a};
 use crate::stats;
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
@@ -51,6 +51,28 @@ pub fn decompressed_head(file: &File) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
+/// Hash of the (at most MARKER_BYTES) decompressed bytes before `offset`, as for plain files.
+pub fn marker_at(file: &File, offset: u64) -> io::Result<u64> {
+    let mut dec = decoder(file);
+    let before = skip_to(&mut dec, offset)?;
+    Ok(fnv1a(&before))
+}
+
+/// Moves a decoder to decompressed `offset`; returns the bytes just before it.
+fn skip_to(dec: &mut impl Read, offset: u64) -> io::Result<Vec<u8>> {
+    let keep = offset.min(MARKER_BYTES as u64);
+    io::copy(&mut dec.take(offset - keep), &mut io::sink())?;
+    let mut before = Vec::with_capacity(keep as usize);
+    dec.take(keep).read_to_end(&mut before)?;
+    if before.len() as u64 != keep {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "compressed file shorter than offset",
+        ));
+    }
+    Ok(before)
+}
+
 /// Starts the thread that reads a compressed file from decompressed `offset` to its end.
 pub fn spawn(
     pipeline: Pipeline,
@@ -69,6 +91,10 @@ pub fn spawn(
             {
                 let mut p = state.progress();
                 p.read_offset = end.boundary;
+                if p.acked_offset == p.read_offset {
+                    // Nothing left to deliver (so no ack to come): the checkpoint's marker.
+                    p.acked_marker = p.read_marker;
+                }
                 p.last_seen = crate::event::unix_now();
                 if end.complete {
                     p.complete_at = Some(end.boundary);
@@ -109,16 +135,21 @@ fn read_all(
     let path = state.origin.display().to_string();
     let mut dec = decoder(file);
     let generation = state.progress().generation;
-    if let Err(e) = io::copy(&mut (&mut dec).take(offset), &mut io::sink()) {
-        if settled {
-            warn!(%path, error = %e, "cannot decompress file; giving up on it");
+    // The bytes before the offset, so that each boundary's marker is right.
+    let mut before = match skip_to(&mut dec, offset) {
+        Ok(b) => b,
+        Err(e) => {
+            if settled {
+                warn!(%path, error = %e, "cannot decompress file; giving up on it");
+            }
+            return End {
+                boundary: offset,
+                complete: settled,
+                damaged: true,
+            };
         }
-        return End {
-            boundary: offset,
-            complete: settled,
-            damaged: true,
-        };
-    }
+    };
+    state.progress().read_marker = fnv1a(&before);
     let mut splitter = Splitter::new(params.max_line_bytes);
     let mut damaged = false;
     let mut carry: Vec<u8> = Vec::new();
@@ -172,8 +203,10 @@ fn read_all(
         let split = splitter.split(&buf, &mut lines);
         carry.clear();
         carry.extend_from_slice(&buf[split.cut..]);
+        let mut marker = None;
         if let Some(b) = split.boundary {
             boundary = base + b as u64;
+            marker = Some(fnv1a(&last_bytes(&before, &buf[..b], MARKER_BYTES)));
         }
         if eof {
             // Nothing more can come: the last line needs no newline.
@@ -186,7 +219,9 @@ fn read_all(
             }
             carry.clear();
             boundary = pos;
+            marker = Some(fnv1a(&last_bytes(&before, &buf, MARKER_BYTES)));
         } else {
+            before = last_bytes(&before, &buf[..split.cut], MARKER_BYTES);
             buf.truncate(split.cut);
         }
         if lines.is_empty() && !eof && split.boundary.is_none() {
@@ -195,7 +230,14 @@ fn read_all(
         }
         stats::add(&pipeline.stats.lines_read, lines.len() as u64);
         stats::add(&state.lines_read, lines.len() as u64);
-        state.progress().read_offset = boundary;
+        let marker = {
+            let mut p = state.progress();
+            p.read_offset = boundary;
+            if let Some(m) = marker {
+                p.read_marker = m;
+            }
+            p.read_marker
+        };
         let batch = Batch {
             file: state.clone(),
             generation,
@@ -203,7 +245,7 @@ fn read_all(
             base_offset: base,
             lines,
             end_offset: boundary,
-            marker: 0,
+            marker,
             read_time: SystemTime::now(),
         };
         if pipeline.tx.send(batch).is_err() {
