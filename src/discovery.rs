@@ -585,7 +585,8 @@ impl Discovery {
                 let every_scan = candidates
                     .iter()
                     .any(|c| !c.plain && c.path.parent() == Some(dir.as_path()))
-                    || std::fs::canonicalize(dir).map_or(true, |real| real != *dir);
+                    || std::fs::canonicalize(dir).map_or(true, |real| real != *dir)
+                    || !local_events(dir);
                 s.map(|s| (dir.clone(), s, every_scan))
             })
             .collect();
@@ -866,7 +867,7 @@ impl Discovery {
             state: state.clone(),
             offset,
             wake: wrx,
-            events: dir.is_some_and(|d| self.is_watched(d)),
+            events: dir.is_some_and(|d| self.is_watched(d) && local_events(d)),
             park: self.park_tx.clone(),
         };
         if let Err(e) = tailer::spawn(self.pipeline.clone(), self.input.params.clone(), start) {
@@ -1132,6 +1133,34 @@ impl DirStamp {
             ctime: (m.ctime(), m.ctime_nsec()),
         })
     }
+}
+
+/// Whether inotify sees every change in `dir`: not on network and FUSE filesystems, where
+/// other machines (or a userspace server) write without the local kernel knowing.
+fn local_events(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const REMOTE: [i64; 9] = [
+        0x6969,      // NFS
+        0x517B,      // SMB
+        0xFF53_4D42, // CIFS
+        0xFE53_4D42, // SMB2
+        0x6573_5546, // FUSE
+        0x0102_1997, // 9P
+        0x00C3_6400, // Ceph
+        0x0BD0_0BD0, // Lustre
+        0x5346_414F, // AFS
+    ];
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: statfs only writes into the zeroed struct we own, and `c` is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return true;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let kind = st.f_type as i64;
+    !REMOTE.contains(&kind)
 }
 
 fn same_file(path: &Path, key: FileKey) -> bool {
