@@ -947,7 +947,7 @@ impl Discovery {
                 st
             }
             None => {
-                let original = match self.plain_original(path, &head) {
+                let original = match self.plain_original(path, &file, &head, settled) {
                     Original::Wait => return Ok(Opened::Skipped),
                     Original::Found(st) => Some(st),
                     Original::None => None,
@@ -1004,10 +1004,11 @@ impl Discovery {
 
     /// The plain file this compressed head belongs to: its fingerprint is a prefix of the
     /// decompressed head, and it is no longer at its path (most recently seen first; a plain
-    /// file still being compressed into this archive, or still drained, means: wait).
-    fn plain_original(&self, gz: &Path, head: &[u8]) -> Original {
+    /// file still being compressed into this archive, or still drained, means: wait). The
+    /// archive must hold the same bytes before the file's offset (its marker), not just the head.
+    fn plain_original(&self, gz: &Path, file: &File, head: &[u8], settled: bool) -> Original {
         let plain_name = gz.with_extension("");
-        let mut best: Option<(u64, Arc<FileState>)> = None;
+        let mut gone: Vec<(u64, Arc<FileState>)> = Vec::new();
         let live = self.input.registry.all().into_iter().map(|s| (s, false));
         // A retired state's inode now holds another file: it is gone whatever stat says.
         let retired = self.retired.iter().map(|s| (s.clone(), true));
@@ -1033,14 +1034,27 @@ impl Discovery {
                 // Rotated away and still being drained: its offset is not final yet.
                 return Original::Wait;
             }
-            if !present && best.as_ref().is_none_or(|(t, _)| p.last_seen > *t) {
-                best = Some((p.last_seen, st.clone()));
+            if !present {
+                gone.push((p.last_seen, st.clone()));
             }
         }
-        match best {
-            Some((_, st)) => Original::Found(st),
-            None => Original::None,
+        // Most recently seen first; the head says "maybe" (a banner), the bytes before the
+        // offset say "yes": the archive holds the same content up to where the file was read.
+        gone.sort_by_key(|(seen, _)| std::cmp::Reverse(*seen));
+        for (_, st) in gone {
+            let (offset, marker) = {
+                let p = st.progress();
+                (p.read_offset, p.read_marker)
+            };
+            match gzip::marker_at(file, offset) {
+                Ok(m) if m == marker => return Original::Found(st),
+                Ok(_) => {}
+                // Not that long yet, or cut short: gzip may still be writing it.
+                Err(_) if !settled => return Original::Wait,
+                Err(_) => {}
+            }
         }
+        Original::None
     }
 
     /// Files checkpointed under a path that now names another file (rotated while we were

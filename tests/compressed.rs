@@ -1398,3 +1398,38 @@ fn start_at_end_new_file_in_the_inode_of_a_deleted_archive_is_read_from_its_star
     out.refresh();
     assert_once(&agent, &out, &concat(&[&g, &n]));
 }
+
+/// A plain file with the common banner is read and deleted (not compressed); later an archive
+/// of another generation with the same banner appears. The head matches the deleted file, the
+/// bytes before its offset do not: the archive is not its compressed copy and is read whole.
+#[test]
+fn archive_whose_head_matches_a_deleted_file_but_not_its_content_is_read_fully() {
+    let env = Env::new();
+    let b = banner();
+    let plain = env.log("app.log");
+    let mut w = LogWriter::open(&plain, "deleted-gen");
+    w.file.write_all(&joined(&b)).unwrap();
+    w.write_n(100);
+    let cfg = cfg_with(&env, &["*.log*"]);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    let first = concat(&[&b, &w.written]);
+    wait_msgs(&agent, &mut out, &first);
+    drop(w);
+    fs::remove_file(&plain).unwrap();
+    let plain_s = ps(&plain);
+    wait(&agent, "the deleted file drained and closed", || {
+        !fd_targets(agent.pid)
+            .iter()
+            .any(|t| t.starts_with(&plain_s))
+    });
+    let gz = env.log("other.log.1.gz");
+    let other = concat(&[&b, &lines("other-gen", 0..300)]);
+    fs::write(&gz, gzip_bytes(env.root(), &joined(&other))).unwrap();
+    wait_msgs(&agent, &mut out, &other);
+    wait_archive_complete(&agent, &env, &gz, joined(&other).len() as u64);
+    agent.term_ok();
+    out.refresh();
+    // The banner lines appear twice: once from each file.
+    assert_once(&agent, &out, &concat(&[&first, &other]));
+}
