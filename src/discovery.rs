@@ -219,6 +219,8 @@ const RETIRED_KEPT: usize = 64;
 /// counts as damage (until then it may still be being written).
 const GZ_SETTLE_SCANS: u32 = 3;
 const GZ_SETTLE_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+/// An archive not tracked yet and not looked at for this long is gone (or was never ours).
+const GZ_FORGET_UNTRACKED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A path the globs matched.
 struct Candidate {
@@ -254,7 +256,7 @@ struct Discovery {
     /// States replaced because their inode now holds a new file, for matching archives.
     retired: Vec<Arc<FileState>>,
     /// Compressed files: (size, scans seen at that size), to tell growing from damaged.
-    gz_attempts: HashMap<FileKey, (u64, u32)>,
+    gz_attempts: HashMap<FileKey, (u64, u32, Instant)>,
     /// Single-directory globs: the directory's stamp at its last listing, and whether it must
     /// be listed every scan all the same (it holds links, or is reached through one).
     listed: HashMap<PathBuf, (DirStamp, bool)>,
@@ -626,14 +628,17 @@ impl Discovery {
                     .retain(|k, _| registry.get(k).is_some_and(|st| st.is_active()));
             }
             self.forget_old();
-            // Sizes matter for archives still to be read, and for damaged ones (may grow).
+            // Sizes matter for archives still to be read (looked at lately, if not tracked yet:
+            // waiting for gzip or for their plain original), and for damaged ones (may grow).
             let registry = self.input.registry.lock();
-            self.gz_attempts.retain(|k, _| {
-                registry.get(k).is_some_and(|st| {
-                    let p = st.progress();
-                    p.complete_at.is_none() || p.archive_size.is_none()
-                })
-            });
+            self.gz_attempts
+                .retain(|k, &mut (_, _, looked)| match registry.get(k) {
+                    Some(st) => {
+                        let p = st.progress();
+                        p.complete_at.is_none() || p.archive_size.is_none()
+                    }
+                    None => looked.elapsed() < GZ_FORGET_UNTRACKED,
+                });
         }
         tracing::trace!(took = ?t0.elapsed(), "scan");
     }
@@ -707,7 +712,7 @@ impl Discovery {
                         || self
                             .gz_attempts
                             .get(&key)
-                            .is_some_and(|&(size, _)| size != meta.len());
+                            .is_some_and(|&(size, _, _)| size != meta.len());
                     if !grown {
                         return;
                     }
@@ -904,10 +909,11 @@ impl Discovery {
         // "not finished yet" until the file has stayed the same size for a few scans.
         let size = file.metadata()?.len();
         let attempts = match self.gz_attempts.get(&key) {
-            Some(&(s, n)) if s == size => n + 1,
+            Some(&(s, n, _)) if s == size => n + 1,
             _ => 1,
         };
-        self.gz_attempts.insert(key, (size, attempts));
+        self.gz_attempts
+            .insert(key, (size, attempts, Instant::now()));
         let age = file
             .metadata()?
             .modified()
@@ -947,7 +953,8 @@ impl Discovery {
                 st
             }
             None => {
-                let original = match self.plain_original(path, &file, &head, settled) {
+                let same_size = attempts > 1;
+                let original = match self.plain_original(path, &file, &head, settled, same_size) {
                     Original::Wait => return Ok(Opened::Skipped),
                     Original::Found(st) => Some(st),
                     Original::None => None,
@@ -1006,7 +1013,14 @@ impl Discovery {
     /// decompressed head, and it is no longer at its path (most recently seen first; a plain
     /// file still being compressed into this archive, or still drained, means: wait). The
     /// archive must hold the same bytes before the file's offset (its marker), not just the head.
-    fn plain_original(&self, gz: &Path, file: &File, head: &[u8], settled: bool) -> Original {
+    fn plain_original(
+        &self,
+        gz: &Path,
+        file: &File,
+        head: &[u8],
+        settled: bool,
+        same_size: bool,
+    ) -> Original {
         let plain_name = gz.with_extension("");
         let mut gone: Vec<(u64, Arc<FileState>)> = Vec::new();
         let live = self.input.registry.all().into_iter().map(|s| (s, false));
@@ -1041,17 +1055,25 @@ impl Discovery {
         // Most recently seen first; the head says "maybe" (a banner), the bytes before the
         // offset say "yes": the archive holds the same content up to where the file was read.
         gone.sort_by_key(|(seen, _)| std::cmp::Reverse(*seen));
+        if !gone.is_empty() && !settled && !same_size {
+            // Decompressing to the offset costs: not on every event while gzip still writes.
+            return Original::Wait;
+        }
         for (_, st) in gone {
             let (offset, marker) = {
                 let p = st.progress();
                 (p.read_offset, p.read_marker)
             };
             match gzip::marker_at(file, offset) {
-                Ok(m) if m == marker => return Original::Found(st),
-                Ok(_) => {}
-                // Not that long yet, or cut short: gzip may still be writing it.
+                Ok(Some(m)) if m == marker => return Original::Found(st),
+                Ok(Some(_)) => {}
+                // Complete but shorter: lines written to the plain file after gzip read it
+                // (read from the plain file already). The head has to do.
+                Ok(None) => return Original::Found(st),
+                // gzip may still be writing it.
                 Err(_) if !settled => return Original::Wait,
-                Err(_) => {}
+                // Damaged before the offset: what it holds was read from the plain file.
+                Err(_) => return Original::Found(st),
             }
         }
         Original::None
@@ -1069,13 +1091,17 @@ impl Discovery {
             .collect();
         let mut by_dir: HashMap<PathBuf, Vec<Arc<FileState>>> = HashMap::new();
         for st in missing {
-            let dir = st
-                .progress()
-                .path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
-            by_dir.entry(dir).or_default().push(st);
+            let path = st.progress().path.clone();
+            // A matched symlink (Kubernetes /var/log/containers): the rotated file is beside
+            // the link's current target, not beside the link.
+            let target_dir = std::fs::canonicalize(&path)
+                .ok()
+                .and_then(|t| t.parent().map(Path::to_path_buf));
+            let link_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            if let Some(t) = target_dir.filter(|t| *t != link_dir) {
+                by_dir.entry(t).or_default().push(st.clone());
+            }
+            by_dir.entry(link_dir).or_default().push(st);
         }
         for (dir, states) in by_dir {
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -1213,7 +1239,7 @@ fn replaced_at_inode(st: &FileState, path: &Path, size: u64) -> bool {
     };
     let same = if gzip::is_gzip(path) {
         gzip::decompressed_head(&file).is_ok_and(|h| fingerprint.matches_head(&h))
-            && gzip::marker_at(&file, offset).ok() == Some(marker)
+            && gzip::marker_at(&file, offset).ok().flatten() == Some(marker)
     } else {
         read_at_most(&file, 0, FINGERPRINT_BYTES).is_ok_and(|h| fingerprint.matches_head(&h))
             && marker_at(&file, offset).ok() == Some(marker)

@@ -1433,3 +1433,77 @@ fn archive_whose_head_matches_a_deleted_file_but_not_its_content_is_read_fully()
     // The banner lines appear twice: once from each file.
     assert_once(&agent, &out, &concat(&[&first, &other]));
 }
+
+/// logrotate `compress` without `delaycompress`: the application writes a few lines to
+/// app.log.1 after gzip has read it and before gzip removes it. The archive is shorter than
+/// what was read from the plain file; nothing is read twice, nothing lost.
+#[test]
+fn archive_shorter_than_its_plain_original_after_late_writes_is_not_read_again() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let cfg = cfg_with(&env, &["app.log*"]);
+    let a = lines("gen-a", 0..2000);
+    write_lines(&path, &a);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    wait_msgs(&agent, &mut out, &a);
+    let rotated = env.log("app.log.1");
+    fs::rename(&path, &rotated).unwrap();
+    write_lines(&path, &[]);
+    // gzip has read the file...
+    let snapshot = gzip_bytes(env.root(), &fs::read(&rotated).unwrap());
+    // ...the application writes before it reopens...
+    let late = lines("late", 0..5);
+    append_lines(&rotated, &late);
+    let mut expected = concat(&[&a, &late]);
+    wait_msgs(&agent, &mut out, &expected);
+    // ...and gzip finishes: the archive appears, the plain file goes.
+    let gz = env.log("app.log.1.gz");
+    fs::write(&gz, &snapshot).unwrap();
+    fs::remove_file(&rotated).unwrap();
+    let b = lines("gen-b", 0..100);
+    append_lines(&path, &b);
+    expected.extend(b.iter().cloned());
+    wait_msgs(&agent, &mut out, &expected);
+    wait(&agent, "the archive recorded as read", || {
+        archive_entry(&env, &gz).is_some_and(|e| e.raw["gzip_length"].as_u64().is_some())
+    });
+    agent.term_ok();
+    out.refresh();
+    assert_once(&agent, &out, &expected);
+}
+
+/// The agent is stopped; logrotate compresses the file it was reading, and the archive ends up
+/// cut short (a crash before gzip's data reached the disk). On restart the damaged archive is
+/// taken for the plain file it copies: what it still holds was read already, nothing twice.
+#[test]
+fn archive_cut_short_while_stopped_is_not_read_again_from_its_start() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let cfg = cfg_with(&env, &["app.log*"]);
+    let a = lines("gen-a", 0..4000);
+    write_lines(&path, &a);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    wait_msgs(&agent, &mut out, &a);
+    agent.term_ok();
+    let rotated = env.log("app.log.1");
+    fs::rename(&path, &rotated).unwrap();
+    write_lines(&path, &[]);
+    gzip_in_place(&rotated);
+    let gz = env.log("app.log.1.gz");
+    let full = fs::read(&gz).unwrap();
+    fs::write(&gz, &full[..full.len() * 6 / 10]).unwrap();
+    let mut agent = env.spawn(&cfg);
+    let b = lines("gen-b", 0..10);
+    append_lines(&path, &b);
+    let expected = concat(&[&a, &b]);
+    wait_msgs(&agent, &mut out, &expected);
+    // Damage is only concluded once the archive has kept its size for 3 scans and 5 s.
+    wait(&agent, "the damaged archive given up on", || {
+        archive_entry(&env, &gz).is_some_and(|e| e.raw["gzip_length"].as_u64().is_some())
+    });
+    agent.term_ok();
+    out.refresh();
+    assert_once(&agent, &out, &expected);
+}

@@ -1149,3 +1149,41 @@ fn kubernetes_dangling_link_is_skipped_quietly_and_read_when_target_appears() {
         "dangling links must be skipped quietly, got: {noisy:?}"
     );
 }
+
+/// The runtime rotates a container's log while the agent is stopped (`<id>-json.log` becomes
+/// `<id>-json.log.1`, a new `<id>-json.log` starts): the rotated file is found beside the
+/// link's target, not beside the link in /var/log/containers, and drained from its checkpoint.
+#[test]
+fn kubernetes_log_rotated_while_stopped_is_found_beside_the_link_target_and_drained() {
+    let env = Env::new();
+    let k = K8s::new(&env);
+    let mut cfg = env.config();
+    cfg.input().paths = vec![k.glob()];
+    let runtime = k.runtime_file("c0ffee02");
+    let mut w = LogWriter::open(&runtime, "before-stop");
+    w.write_n(100);
+    k.link("api", "app", 0, "c0ffee02");
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &w.written);
+    agent.term_ok();
+
+    // Stopped: more lines, then the runtime's rotation.
+    let mut w = LogWriter::open(&runtime, "while-stopped");
+    w.write_n(300);
+    drop(w);
+    fs::rename(&runtime, runtime.with_extension("log.1")).unwrap();
+    let mut fresh = LogWriter::open(&runtime, "after-rotation");
+    fresh.write_n(50);
+    let mut agent = env.spawn(&cfg);
+    let stopped = lines("while-stopped", 0..300);
+    let expected: Vec<String> = lines("before-stop", 0..100)
+        .into_iter()
+        .chain(stopped)
+        .chain(fresh.written.iter().cloned())
+        .collect();
+    agent.wait_for_messages(&mut out, &expected);
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &expected);
+}

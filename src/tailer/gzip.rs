@@ -51,26 +51,24 @@ pub fn decompressed_head(file: &File) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
-/// Hash of the (at most MARKER_BYTES) decompressed bytes before `offset`, as for plain files.
-pub fn marker_at(file: &File, offset: u64) -> io::Result<u64> {
+/// Hash of the (at most MARKER_BYTES) decompressed bytes before `offset`, as for plain files;
+/// None if the stream ends cleanly before `offset`, an error if it cannot be decoded that far.
+pub fn marker_at(file: &File, offset: u64) -> io::Result<Option<u64>> {
     let mut dec = decoder(file);
-    let before = skip_to(&mut dec, offset)?;
-    Ok(fnv1a(&before))
+    Ok(skip_to(&mut dec, offset)?.map(|before| fnv1a(&before)))
 }
 
-/// Moves a decoder to decompressed `offset`; returns the bytes just before it.
-fn skip_to(dec: &mut impl Read, offset: u64) -> io::Result<Vec<u8>> {
+/// Moves a decoder to decompressed `offset`; returns the bytes just before it, or None if the
+/// stream ends (cleanly) before `offset`.
+fn skip_to(dec: &mut impl Read, offset: u64) -> io::Result<Option<Vec<u8>>> {
     let keep = offset.min(MARKER_BYTES as u64);
-    io::copy(&mut dec.take(offset - keep), &mut io::sink())?;
+    let skipped = io::copy(&mut dec.take(offset - keep), &mut io::sink())?;
     let mut before = Vec::with_capacity(keep as usize);
     dec.take(keep).read_to_end(&mut before)?;
-    if before.len() as u64 != keep {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "compressed file shorter than offset",
-        ));
+    if skipped + before.len() as u64 != offset {
+        return Ok(None);
     }
-    Ok(before)
+    Ok(Some(before))
 }
 
 /// Starts the thread that reads a compressed file from decompressed `offset` to its end.
@@ -137,7 +135,16 @@ fn read_all(
     let generation = state.progress().generation;
     // The bytes before the offset, so that each boundary's marker is right.
     let mut before = match skip_to(&mut dec, offset) {
-        Ok(b) => b,
+        Ok(Some(b)) => b,
+        // Shorter than the offset (continuing a plain file that got lines after gzip read
+        // it): nothing here that was not read.
+        Ok(None) => {
+            return End {
+                boundary: offset,
+                complete: true,
+                damaged: false,
+            };
+        }
         Err(e) => {
             if settled {
                 warn!(%path, error = %e, "cannot decompress file; giving up on it");
