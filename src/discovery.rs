@@ -1027,19 +1027,27 @@ impl Discovery {
         // A retired state's inode now holds another file: it is gone whatever stat says.
         let retired = self.retired.iter().map(|s| (s.clone(), true));
         for (st, is_retired) in live.chain(retired) {
-            let p = st.progress();
-            if p.fingerprint.len == 0
-                || !p.fingerprint.matches_head(head)
-                || p.complete_at.is_some()
-                || gzip::is_gzip(&p.path)
-            {
-                continue;
-            }
+            let (path, last_seen) = {
+                let p = st.progress();
+                if p.fingerprint.len == 0
+                    || !p.fingerprint.matches_head(head)
+                    || p.complete_at.is_some()
+                    || gzip::is_gzip(&p.path)
+                {
+                    continue;
+                }
+                (p.path.clone(), p.last_seen)
+            };
             if !is_retired && same_file(&plain_name, st.key) {
                 // gzip has not removed the plain file yet.
                 return Original::Wait;
             }
-            let present = !is_retired && same_file(&p.path, st.key);
+            let mut present = !is_retired && same_file(&path, st.key);
+            if present && !st.is_active() {
+                // Its inode may hold a new file by now (the original deleted by gzip, the
+                // inode reused by the next app.log): the content decides.
+                present = File::open(&path).is_ok_and(|f| holds_content(&f, false, &st));
+            }
             if st.is_active() {
                 if present {
                     // A live file that merely starts the same way: not this archive's origin.
@@ -1049,7 +1057,7 @@ impl Discovery {
                 return Original::Wait;
             }
             if !present {
-                gone.push((p.last_seen, st.clone()));
+                gone.push((last_seen, st.clone()));
             }
         }
         // Most recently seen first; the head says "maybe" (a banner), the bytes before the
@@ -1218,33 +1226,36 @@ fn replaced_at_inode(st: &FileState, path: &Path, size: u64) -> bool {
     if st.is_active() {
         return false;
     }
-    let (fingerprint, offset, marker, suspect) = {
+    let suspect = {
         let p = st.progress();
         let was_gzip = gzip::is_gzip(&p.path);
         if was_gzip != gzip::is_gzip(path) {
             return true;
         }
-        let suspect = if was_gzip {
+        if was_gzip {
             p.archive_size.is_some_and(|s| s != size)
         } else {
             p.complete_at.is_some()
-        };
-        (p.fingerprint, p.read_offset, p.read_marker, suspect)
+        }
     };
-    if !suspect {
-        return false;
-    }
-    let Ok(file) = File::open(path) else {
-        return false;
+    // A file that cannot be opened now is looked at again later.
+    suspect && File::open(path).is_ok_and(|f| !holds_content(&f, gzip::is_gzip(path), st))
+}
+
+/// Whether `file` holds what a state read: its head (fingerprint) and the bytes before its
+/// read offset (marker), decompressed for an archive.
+fn holds_content(file: &File, archive: bool, st: &FileState) -> bool {
+    let (fingerprint, offset, marker) = {
+        let p = st.progress();
+        (p.fingerprint, p.read_offset, p.read_marker)
     };
-    let same = if gzip::is_gzip(path) {
-        gzip::decompressed_head(&file).is_ok_and(|h| fingerprint.matches_head(&h))
-            && gzip::marker_at(&file, offset).ok().flatten() == Some(marker)
+    if archive {
+        gzip::decompressed_head(file).is_ok_and(|h| fingerprint.matches_head(&h))
+            && gzip::marker_at(file, offset).ok().flatten() == Some(marker)
     } else {
-        read_at_most(&file, 0, FINGERPRINT_BYTES).is_ok_and(|h| fingerprint.matches_head(&h))
-            && marker_at(&file, offset).ok() == Some(marker)
-    };
-    !same
+        read_at_most(file, 0, FINGERPRINT_BYTES).is_ok_and(|h| fingerprint.matches_head(&h))
+            && marker_at(file, offset).ok() == Some(marker)
+    }
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {

@@ -1507,3 +1507,72 @@ fn archive_cut_short_while_stopped_is_not_read_again_from_its_start() {
     out.refresh();
     assert_once(&agent, &out, &expected);
 }
+
+/// An archive written in gzip members (bgzip-like, or appended to): when it first appears it
+/// holds less than was read from its plain original; the rest arrives as a second member.
+/// Only the lines never read are delivered.
+#[test]
+fn archive_shorter_than_its_original_that_grows_by_a_member_delivers_only_the_rest() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let cfg = cfg_with(&env, &["app.log*"]);
+    let a = lines("gen-a", 0..2000);
+    write_lines(&path, &a);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    wait_msgs(&agent, &mut out, &a);
+    let rotated = env.log("app.log.1");
+    fs::rename(&path, &rotated).unwrap();
+    write_lines(&path, &[]);
+    let gz = env.log("app.log.1.gz");
+    fs::write(&gz, gzip_bytes(env.root(), &joined(&a[..1000]))).unwrap();
+    fs::remove_file(&rotated).unwrap();
+    wait(&agent, "the short archive recorded as read", || {
+        archive_entry(&env, &gz).is_some_and(|e| e.raw["gzip_length"].as_u64().is_some())
+    });
+    let late = lines("late", 0..5);
+    let rest = concat(&[&a[1000..], &late]);
+    let mut f = OpenOptions::new().append(true).open(&gz).unwrap();
+    f.write_all(&gzip_bytes(env.root(), &joined(&rest)))
+        .unwrap();
+    drop(f);
+    let expected = concat(&[&a, &late]);
+    wait_msgs(&agent, &mut out, &expected);
+    agent.term_ok();
+    out.refresh();
+    assert_once(&agent, &out, &expected);
+}
+
+/// Stopped: logrotate renames app.log, gzip compresses and deletes it, and only then does the
+/// application (reopening on SIGHUP, late) create the new app.log, which gets the inode the
+/// old one had. On restart the new app.log is new (read from 0) and the archive is the old
+/// one's copy (nothing of it read again), although the old one's inode is "present".
+#[test]
+fn new_file_in_the_inode_of_a_compressed_original_does_not_hide_the_original_from_its_archive() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    // One glob: files are looked at in directory order (ext4 lists app.log.1.gz first here),
+    // not sorted, so the archive is matched before the new app.log is.
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("app.log*")];
+    let a = lines("gen-a", 0..2000);
+    write_lines(&path, &a);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    wait_msgs(&agent, &mut out, &a);
+    agent.term_ok();
+    let old_key = inode(&path);
+    fs::rename(&path, env.log("app.log.1")).unwrap();
+    gzip_in_place(&env.log("app.log.1"));
+    let b = lines("gen-b", 0..50);
+    write_lines(&path, &b);
+    hand_inode_over(&env, old_key, inode(&path));
+    let mut agent = env.spawn(&cfg);
+    let expected = concat(&[&a, &b]);
+    wait_msgs(&agent, &mut out, &expected);
+    let gz = env.log("app.log.1.gz");
+    wait_archive_complete(&agent, &env, &gz, joined(&a).len() as u64);
+    agent.term_ok();
+    out.refresh();
+    assert_once(&agent, &out, &expected);
+}

@@ -137,12 +137,13 @@ fn read_all(
     let mut before = match skip_to(&mut dec, offset) {
         Ok(Some(b)) => b,
         // Shorter than the offset (continuing a plain file that got lines after gzip read
-        // it): nothing here that was not read.
+        // it): nothing here that was not read. No marker to check it by later, so no size to
+        // hold it to either: a member appended later is read from the offset, like damage.
         Ok(None) => {
             return End {
                 boundary: offset,
                 complete: true,
-                damaged: false,
+                damaged: true,
             };
         }
         Err(e) => {
