@@ -492,6 +492,23 @@ def diagnose(out_path, ds, fmt, json_errors):
     return "FAILURE: " + ", ".join(parts)
 
 
+def agent_exit_notes(code, clean, timeout, ckpt, ds, errp):
+    """What went wrong with the agent's stop, its final checkpoint, and its own log."""
+    notes = []
+    if not clean:
+        notes.append(f"did not exit within {timeout}s of SIGTERM (killed)")
+    elif code != 0:
+        notes.append(f"exit code {code} after SIGTERM (expected 0)")
+    if clean:
+        c = check_checkpoints(ckpt, ds)
+        if c:
+            notes.append(c)
+    w = warn_lines(errp)
+    if w:
+        notes.append(f"agent logged {len(w)} warning/error line(s), e.g.: " + " | ".join(w[:2])[:400])
+    return notes
+
+
 def check_checkpoints(ckpt_dir, ds):
     """After a clean shutdown every file's checkpoint offset should equal its size."""
     p = Path(ckpt_dir) / "checkpoints.json"
@@ -649,17 +666,7 @@ def throughput_run(tool, args, ds, inputs, fmt):
         if d:
             notes.append(d)
         if tool == "agent":
-            if not clean:
-                notes.append("did not exit within 15s of SIGTERM (killed)")
-            elif code != 0:
-                notes.append(f"exit code {code} after SIGTERM (expected 0)")
-            if clean:
-                c = check_checkpoints(tmp / "ckpt", ds)
-                if c:
-                    notes.append(c)
-            w = warn_lines(errp)
-            if w:
-                notes.append(f"agent logged {len(w)} warning/error line(s), e.g.: " + " | ".join(w[:2])[:400])
+            notes.extend(agent_exit_notes(code, clean, 15, tmp / "ckpt", ds, errp))
         if not ok:
             rec["error"] = msg
         return rec
@@ -1065,17 +1072,7 @@ def scale_run(tool, args, case, ds, inputs, glob):
         rec.update(ok=ok, verify=msg, output_lines=extra.get("output_lines"))
         notes = rec["notes"]
         if tool == "agent":
-            if not clean:
-                notes.append("did not exit within 30s of SIGTERM (killed)")
-            elif code != 0:
-                notes.append(f"exit code {code} after SIGTERM (expected 0)")
-            if clean:
-                c = check_checkpoints(tmp / "ckpt", ds)
-                if c:
-                    notes.append(c)
-            w = warn_lines(errp)
-            if w:
-                notes.append(f"agent logged {len(w)} warning/error line(s), e.g.: " + " | ".join(w[:2])[:400])
+            notes.extend(agent_exit_notes(code, clean, 30, tmp / "ckpt", ds, errp))
         if not ok:
             rec["error"] = msg
         return rec

@@ -257,9 +257,8 @@ struct Discovery {
     retired: Vec<Arc<FileState>>,
     /// Compressed files: (size, scans seen at that size), to tell growing from damaged.
     gz_attempts: HashMap<FileKey, (u64, u32, Instant)>,
-    /// Single-directory globs: the directory's stamp at its last listing, and whether it must
-    /// be listed every scan all the same (it holds links, or is reached through one).
-    listed: HashMap<PathBuf, (DirStamp, bool)>,
+    /// Single-directory globs: each directory as last listed.
+    listed: HashMap<PathBuf, Listing>,
     /// Quiet tailers without a thread, by file identity.
     parked: HashMap<FileKey, Parked>,
     park_tx: Sender<Parked>,
@@ -558,7 +557,7 @@ impl Discovery {
         let input = self.input.clone();
         for (dir, _) in input.single_dir.iter().flatten() {
             let stamp = DirStamp::of(dir);
-            let was = self.listed.get(dir).map(|(s, _)| s.key);
+            let was = self.listed.get(dir).map(|l| l.stamp.key);
             if was.is_some() && was != stamp.map(|s| s.key) {
                 // Removed (and maybe created again): its watch went with the old directory.
                 debug!(dir = %dir.display(), "directory removed or replaced; watching it anew");
@@ -574,27 +573,40 @@ impl Discovery {
                 && stamps.get(dir).copied().flatten().is_some_and(|s| {
                     self.listed
                         .get(dir)
-                        .is_some_and(|&(was, every_scan)| was == s && !every_scan)
+                        .is_some_and(|l| l.stamp == s && !l.links && !l.indirect)
                 })
         };
         let candidates = self.input.candidates(walk_trees, &unchanged);
-        let listed: Vec<(PathBuf, DirStamp, bool)> = stamps
+        let listed: Vec<(PathBuf, Listing)> = stamps
             .iter()
             .filter(|(dir, _)| !unchanged(dir))
             .filter_map(|(dir, s)| {
-                // Links change targets without an event here; and in a directory reached
-                // through a link, events carry the real path, which the globs do not match.
-                let every_scan = candidates
+                let stamp = (*s)?;
+                // Links change targets without an event here.
+                let links = candidates
                     .iter()
-                    .any(|c| !c.plain && c.path.parent() == Some(dir.as_path()))
-                    || std::fs::canonicalize(dir).map_or(true, |real| real != *dir)
-                    || !local_events(dir);
-                s.map(|s| (dir.clone(), s, every_scan))
+                    .any(|c| !c.plain && c.path.parent() == Some(dir.as_path()));
+                // In a directory reached through a link, events carry the real path, which the
+                // globs do not match; on a remote filesystem they miss other machines' writes.
+                // Both hold as long as the directory (followed through links) is the same one.
+                let indirect = match self.listed.get(dir) {
+                    Some(l) if l.stamp.key == stamp.key => l.indirect,
+                    _ => {
+                        std::fs::canonicalize(dir).map_or(true, |real| real != *dir)
+                            || !local_events(dir)
+                    }
+                };
+                Some((
+                    dir.clone(),
+                    Listing {
+                        stamp,
+                        links,
+                        indirect,
+                    },
+                ))
             })
             .collect();
-        for (dir, s, every_scan) in listed {
-            self.listed.insert(dir, (s, every_scan));
-        }
+        self.listed.extend(listed);
         self.waiting = 0;
         for c in candidates {
             // An open plain file in a watched directory: events report its rotation, so
@@ -1162,6 +1174,15 @@ fn single_dir_glob(g: &str) -> Option<(PathBuf, glob::Pattern)> {
         return None;
     }
     Some((dir.to_path_buf(), glob::Pattern::new(name).ok()?))
+}
+
+/// A single-directory glob's directory as last listed.
+struct Listing {
+    stamp: DirStamp,
+    /// It held symlinks.
+    links: bool,
+    /// Reached through a symlink, or on a filesystem whose changes inotify may not see.
+    indirect: bool,
 }
 
 /// What changes when a directory's entries do: its identity, mtime and ctime.

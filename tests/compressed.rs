@@ -157,6 +157,28 @@ fn warn_or_error_records(agent: &Agent) -> Vec<String> {
         .collect()
 }
 
+/// Waits for the warning naming a damaged archive, then for three more scans, and checks the
+/// archive was given up on for good: tried when first seen, then once more after it kept its
+/// size for a while (it might have been still being written), then never again.
+fn wait_given_up(agent: &Agent, bad: &Path, kind: &str) {
+    wait(
+        agent,
+        &format!("a warning naming the {kind} archive"),
+        || !warnings_for(agent, bad).is_empty(),
+    );
+    let s = scans(agent);
+    wait_scans(agent, s, 3);
+    let opens = log_records(agent)
+        .iter()
+        .filter(|r| msg_of(r) == "reading compressed file" && r["fields"]["path"] == ps(bad))
+        .count();
+    assert!(
+        opens <= 2,
+        "{kind} archive opened {opens} times\n{}",
+        ctx(agent)
+    );
+}
+
 /// The checkpoint entry of the archive at `gz` (by its inode).
 fn archive_entry(env: &Env, gz: &Path) -> Option<CkptEntry> {
     checkpoint_for(&env.ckpt(), gz)
@@ -645,23 +667,7 @@ fn archive_with_bad_checksum_is_delivered_once_and_warned_about() {
     let mut agent = env.spawn(&cfg);
     let mut out = env.output();
     wait_msgs(&agent, &mut out, &concat(&[&bad_lines, &w.written]));
-    wait(&agent, "a warning naming the damaged archive", || {
-        !warnings_for(&agent, &bad).is_empty()
-    });
-    // Given up on for good: not opened again by later scans.
-    let s = scans(&agent);
-    wait_scans(&agent, s, 3);
-    let opens = log_records(&agent)
-        .iter()
-        .filter(|r| msg_of(r) == "reading compressed file" && r["fields"]["path"] == ps(&bad))
-        .count();
-    // Tried when first seen, then once more after it kept its size for a while (it might
-    // have been still being written), then never again.
-    assert!(
-        opens <= 2,
-        "damaged archive opened {opens} times\n{}",
-        ctx(&agent)
-    );
+    wait_given_up(&agent, &bad, "damaged");
     w.write_n(20);
     wait_msgs(&agent, &mut out, &w.written);
     agent.assert_running();
@@ -700,22 +706,7 @@ fn corrupt_archive_is_warned_about_agent_keeps_running_other_files_unaffected() 
     let mut agent = env.spawn(&cfg);
     let mut out = env.output();
     wait_msgs(&agent, &mut out, &concat(&[&good_lines, &w.written]));
-    wait(&agent, "a warning naming the corrupt archive", || {
-        !warnings_for(&agent, &bad).is_empty()
-    });
-    let s = scans(&agent);
-    wait_scans(&agent, s, 3);
-    let opens = log_records(&agent)
-        .iter()
-        .filter(|r| msg_of(r) == "reading compressed file" && r["fields"]["path"] == ps(&bad))
-        .count();
-    // Tried when first seen, then once more after it kept its size for a while (it might
-    // have been still being written), then never again.
-    assert!(
-        opens <= 2,
-        "corrupt archive opened {opens} times\n{}",
-        ctx(&agent)
-    );
+    wait_given_up(&agent, &bad, "corrupt");
     w.write_n(20);
     wait_msgs(&agent, &mut out, &w.written);
     agent.assert_running();

@@ -120,6 +120,26 @@ struct End {
     damaged: bool,
 }
 
+impl End {
+    /// Stopped before the end (shutdown, or the archive still being written).
+    fn unfinished(boundary: u64) -> End {
+        End {
+            boundary,
+            complete: false,
+            damaged: false,
+        }
+    }
+
+    /// Read to the end, or as far as it could be decoded.
+    fn finished(boundary: u64, damaged: bool) -> End {
+        End {
+            boundary,
+            complete: true,
+            damaged,
+        }
+    }
+}
+
 /// Reads to the end. Unless the archive has `settled` (kept its size for a few scans), a
 /// decoding error means "still being written": stop, and a later scan continues.
 fn read_all(
@@ -140,20 +160,16 @@ fn read_all(
         // it): nothing here that was not read. No marker to check it by later, so no size to
         // hold it to either: a member appended later is read from the offset, like damage.
         Ok(None) => {
-            return End {
-                boundary: offset,
-                complete: true,
-                damaged: true,
-            };
+            return End::finished(offset, true);
         }
         Err(e) => {
             if settled {
                 warn!(%path, error = %e, "cannot decompress file; giving up on it");
             }
-            return End {
-                boundary: offset,
-                complete: settled,
-                damaged: true,
+            return if settled {
+                End::finished(offset, true)
+            } else {
+                End::unfinished(offset)
             };
         }
     };
@@ -164,18 +180,10 @@ fn read_all(
     let (mut pos, mut boundary) = (offset, offset);
     loop {
         if pipeline.stop.is_set() {
-            return End {
-                boundary,
-                complete: false,
-                damaged: false,
-            };
+            return End::unfinished(boundary);
         }
         let Some(mut buf) = pipeline.pool.take(&pipeline.stop) else {
-            return End {
-                boundary,
-                complete: false,
-                damaged: false,
-            };
+            return End::unfinished(boundary);
         };
         buf.extend_from_slice(&carry);
         let base = pos - carry.len() as u64;
@@ -190,11 +198,7 @@ fn read_all(
                 // Probably still being written (gzip at work): the next scan resumes here.
                 debug!(%path, error = %e, decompressed_offset = pos, "compressed file ends early; will look again");
                 pipeline.pool.give(buf);
-                return End {
-                    boundary,
-                    complete: false,
-                    damaged: false,
-                };
+                return End::unfinished(boundary);
             }
             Err(e) => {
                 // A truncated or corrupt archive: deliver what came out, then stop for good.
@@ -257,19 +261,11 @@ fn read_all(
             read_time: SystemTime::now(),
         };
         if pipeline.tx.send(batch).is_err() {
-            return End {
-                boundary,
-                complete: false,
-                damaged: false,
-            };
+            return End::unfinished(boundary);
         }
         if eof {
             debug!(%path, "end of compressed file");
-            return End {
-                boundary,
-                complete: true,
-                damaged,
-            };
+            return End::finished(boundary, damaged);
         }
     }
 }
