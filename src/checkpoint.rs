@@ -44,6 +44,12 @@ pub struct Entry {
     /// Compressed files read cleanly to the end: their compressed size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gzip_size: Option<u64>,
+    /// Size last seen (a hint: how much was unread if the file is gone at the next start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Rotated away or deleted (only drained, not the live file at its path).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotated: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +85,8 @@ impl Entry {
             last_seen: p.last_seen,
             gzip_length: p.complete_at,
             gzip_size: p.archive_size,
+            size: Some(st.size.load(std::sync::atomic::Ordering::Relaxed)),
+            rotated: p.rotated_away,
         }
     }
 
@@ -98,6 +106,7 @@ impl Entry {
             last_seen: self.last_seen,
             complete_at: self.gzip_length,
             archive_size: self.gzip_size,
+            rotated_away: self.rotated,
         })
     }
 }
@@ -119,6 +128,7 @@ pub fn digest(registry: &Registry) -> u64 {
             p.last_seen / 3600,
             p.complete_at.unwrap_or(u64::MAX),
             p.archive_size.unwrap_or(u64::MAX),
+            u64::from(p.rotated_away),
         ] {
             x = (x ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
         }
@@ -144,7 +154,10 @@ pub fn restore(registry: &Registry, entries: &[Entry], host: &str) {
                 dev: e.dev,
                 ino: e.ino,
             };
-            map.insert(key, Arc::new(FileState::new(key, &e.path, host, p)));
+            let st = FileState::new(key, &e.path, host, p);
+            st.size
+                .fetch_max(e.size.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+            map.insert(key, Arc::new(st));
         }
     }
 }
@@ -345,6 +358,8 @@ mod tests {
             last_seen: 100,
             gzip_length: None,
             gzip_size: None,
+            size: None,
+            rotated: false,
         }
     }
 

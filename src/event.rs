@@ -31,6 +31,9 @@ pub struct Progress {
     /// Compressed files read cleanly to the end: their compressed size, which an archive
     /// never changes, so another size at the same inode is another archive.
     pub archive_size: Option<u64>,
+    /// Its path no longer leads to it (rotated away or deleted): not the live file, only
+    /// drained. A file gone while the agent was stopped is warned about unless this is set.
+    pub rotated_away: bool,
 }
 
 impl Progress {
@@ -52,6 +55,7 @@ impl Progress {
             last_seen: unix_now(),
             complete_at: None,
             archive_size: None,
+            rotated_away: false,
         }
     }
 

@@ -76,17 +76,39 @@ fn recursive_glob_finds_nested_files_and_new_directories() {
     assert_exactly_once(&out, &expected);
 }
 
-/// Makes the temp tree usable by an unprivileged agent (uid/gid 65534).
-fn open_up_for_nobody(env: &Env) {
+/// Makes the temp tree usable by an unprivileged agent (uid/gid 65534) and returns a copy of
+/// the binary that it can execute: the checkout (where cargo put the binary) may sit under a
+/// directory nobody cannot traverse (`mktemp -d`, a 0700 home). None, with the reason, when
+/// the temp dir itself is out of nobody's reach.
+fn open_up_for_nobody(env: &Env) -> Result<std::path::PathBuf, String> {
     for d in [
         env.root().to_path_buf(),
         env.logs(),
         env.ckpt(),
         env.path("out"),
+        env.path("bin"),
     ] {
         fs::create_dir_all(&d).unwrap();
         fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
     }
+    for dir in env.root().ancestors().skip(1) {
+        let mode = fs::metadata(dir).unwrap().permissions().mode();
+        if mode & 0o001 == 0 {
+            return Err(format!(
+                "{} (mode {:o}) cannot be traversed by uid 65534; set TMPDIR to a directory it can reach",
+                dir.display(),
+                mode & 0o7777
+            ));
+        }
+    }
+    let copy = env.path("bin/logaggregator");
+    // A hard link is never open for writing, so exec cannot fail with ETXTBSY because a
+    // parallel test forked while a copy was being written.
+    if fs::hard_link(bin(), &copy).is_err() {
+        fs::copy(bin(), &copy).unwrap();
+    }
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    Ok(copy)
 }
 
 #[test]
@@ -101,16 +123,23 @@ fn unreadable_file_is_warned_about_and_retried_not_fatal() {
     fs::set_permissions(&locked_path, fs::Permissions::from_mode(0o000)).unwrap();
 
     let cfg = env.config();
-    // As root chmod 000 does not stop reading: run the agent as nobody instead.
-    let as_nobody = is_root();
-    if as_nobody {
-        open_up_for_nobody(&env);
-    }
-    let mut agent = env.spawn_with(&cfg, |cmd| {
-        if as_nobody {
-            cmd.uid(65534).gid(65534);
-        }
-    });
+    // As root chmod 000 does not stop reading: run the agent as nobody instead, from a copy
+    // of the binary nobody can reach wherever the checkout is.
+    let mut agent = if is_root() {
+        let program = match open_up_for_nobody(&env) {
+            Ok(p) => p,
+            Err(why) => {
+                eprintln!("SKIPPED unreadable_file_is_warned_about_and_retried_not_fatal: {why}");
+                return;
+            }
+        };
+        let mut cmd = std::process::Command::new(&program);
+        cmd.arg("--config").arg(env.write_config(&cfg));
+        cmd.uid(65534).gid(65534);
+        env.spawn_cmd(cmd, cfg.output_path.clone())
+    } else {
+        env.spawn(&cfg)
+    };
     let mut out = env.output();
     agent.wait_for_messages(&mut out, &ok);
 

@@ -472,6 +472,7 @@ impl Tailer {
         if rotated {
             if !self.rotated {
                 self.rotated = true;
+                self.state.progress().rotated_away = true;
                 stats::add(&self.pipeline.stats.rotations_rename, 1);
                 info!(path = %self.path_display(), offset = self.pos, "file rotated away or deleted; draining it");
             }
@@ -480,7 +481,11 @@ impl Tailer {
                 return Some(Exit::Rotated);
             }
         } else {
-            self.rotated = false;
+            if self.rotated {
+                // Back at its path (renamed back, or a link repointed to it).
+                self.rotated = false;
+                self.state.progress().rotated_away = false;
+            }
             if quiet >= self.params.close_inactive {
                 return Some(Exit::Inactive);
             }

@@ -18,6 +18,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tracing::{debug, info, warn};
 
+mod while_stopped;
+
 /// Checkpoint entries of files unseen for this long are forgotten.
 const FORGET_AFTER_SECS: u64 = 24 * 3600;
 
@@ -259,6 +261,9 @@ struct Discovery {
     gz_attempts: HashMap<FileKey, (u64, u32, Instant)>,
     /// Single-directory globs: each directory as last listed.
     listed: HashMap<PathBuf, Listing>,
+    /// Archives outside the globs holding the rest of a file rotated while the agent was
+    /// stopped, with their identity: looked at every scan until read.
+    strays: Vec<(PathBuf, FileKey)>,
     /// Quiet tailers without a thread, by file identity.
     parked: HashMap<FileKey, Parked>,
     park_tx: Sender<Parked>,
@@ -313,6 +318,7 @@ impl Discovery {
             senders: HashMap::new(),
             parked: HashMap::new(),
             retired: Vec::new(),
+            strays: Vec::new(),
             gz_attempts: HashMap::new(),
             listed: HashMap::new(),
             park_tx,
@@ -332,8 +338,9 @@ impl Discovery {
 
     fn run(mut self) {
         self.watch_roots();
+        let live = while_stopped::live_at_stop(&self.input.registry.all());
         self.scan();
-        self.resume_rotated_while_stopped();
+        self.resume_rotated_while_stopped(&live);
         self.first_scan = false;
         let scan_interval = self.input.cfg.scan_interval;
         let mut next_scan = Instant::now() + scan_interval;
@@ -622,6 +629,9 @@ impl Discovery {
                 continue;
             }
             self.consider(&c.path);
+        }
+        if !self.strays.is_empty() {
+            self.tend_strays();
         }
         self.pipeline.slots.set_waiting(self.waiting);
         if self.waiting > 0 {
@@ -1097,60 +1107,6 @@ impl Discovery {
             }
         }
         Original::None
-    }
-
-    /// Files checkpointed under a path that now names another file (rotated while we were
-    /// stopped): found by identity in the same directory and drained from their offset.
-    fn resume_rotated_while_stopped(&mut self) {
-        let missing: Vec<Arc<FileState>> = self
-            .input
-            .registry
-            .all()
-            .into_iter()
-            .filter(|st| !st.is_active() && !self.seen.contains(&st.key))
-            .collect();
-        let mut by_dir: HashMap<PathBuf, Vec<Arc<FileState>>> = HashMap::new();
-        for st in missing {
-            let path = st.progress().path.clone();
-            // A matched symlink (Kubernetes /var/log/containers): the rotated file is beside
-            // the link's current target, not beside the link.
-            let target_dir = std::fs::canonicalize(&path)
-                .ok()
-                .and_then(|t| t.parent().map(Path::to_path_buf));
-            let link_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            if let Some(t) = target_dir.filter(|t| *t != link_dir) {
-                by_dir.entry(t).or_default().push(st.clone());
-            }
-            by_dir.entry(link_dir).or_default().push(st);
-        }
-        for (dir, states) in by_dir {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut keys: HashMap<FileKey, PathBuf> = HashMap::new();
-            for e in entries.flatten() {
-                if let Ok(m) = e.metadata()
-                    && m.is_file()
-                {
-                    keys.insert(FileKey::of(&m), e.path());
-                }
-            }
-            for st in states {
-                let Some(found) = keys.get(&st.key) else {
-                    continue;
-                };
-                if gzip::is_gzip(found) {
-                    continue;
-                }
-                let size = std::fs::metadata(found).map(|m| m.len()).unwrap_or(0);
-                if size <= st.progress().read_offset {
-                    continue;
-                }
-                info!(path = %found.display(), was = %st.progress().path.display(),
-                    "file rotated while the agent was stopped; draining it from its checkpoint");
-                let _ = self.open(found, Some(st.clone()), Found::Rotated);
-            }
-        }
     }
 
     fn forget_old(&mut self) {

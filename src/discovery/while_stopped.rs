@@ -1,0 +1,302 @@
+//! Files the agent was reading when it stopped that are no longer at their path (rotated,
+//! copied and truncated, or compressed while it was down): found among their directory's
+//! files, a plain file by inode, a copy or an archive by content (head fingerprint and the
+//! bytes before the checkpointed offset), and drained from that offset. What cannot be found
+//! is warned about: a loss is never silent.
+
+use super::{Discovery, Found, holds_content};
+use crate::event::FileState;
+use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, read_at_most};
+use crate::tailer::gzip;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tracing::{debug, info, warn};
+
+/// A regular file in a directory where a gone file is looked for.
+struct Entry {
+    path: PathBuf,
+    key: FileKey,
+    size: u64,
+    mtime: i64,
+}
+
+/// Where the rest of a gone file is.
+enum Rest {
+    /// Still at its inode, under another name, with bytes past the offset.
+    Renamed(PathBuf),
+    /// Its own archive, found by inode (an archive read in part before the stop).
+    ArchiveAgain(PathBuf),
+    /// Another file holds its content: a copy (copytruncate) or an archive (compress).
+    Copy(Entry),
+    /// Found, nothing left to read there, or owned by the globs.
+    Nothing,
+    /// Nowhere in its directory.
+    Lost,
+}
+
+/// The files each path named when the agent stopped: not marked rotated away and, per path,
+/// the states seen last (older ones at the same path were rotated away and drained; this is
+/// what tells them apart in a checkpoint written before the mark existed).
+pub(super) fn live_at_stop(states: &[Arc<FileState>]) -> HashSet<FileKey> {
+    let mut newest: HashMap<PathBuf, (u64, Vec<FileKey>)> = HashMap::new();
+    for st in states {
+        let p = st.progress();
+        if p.rotated_away {
+            continue;
+        }
+        let slot = newest
+            .entry(p.path.clone())
+            .or_insert((p.last_seen, Vec::new()));
+        if p.last_seen > slot.0 {
+            *slot = (p.last_seen, Vec::new());
+        }
+        if p.last_seen == slot.0 {
+            slot.1.push(st.key);
+        }
+    }
+    newest.into_values().flat_map(|(_, keys)| keys).collect()
+}
+
+/// The directories where a file last seen at `path` may be now: its own and, for a matched
+/// symlink (Kubernetes /var/log/containers), its target's, where the runtime rotates it.
+fn dirs_of(path: &Path) -> Vec<PathBuf> {
+    let link_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut dirs = vec![link_dir.clone()];
+    if let Some(t) = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|t| t.parent().map(Path::to_path_buf))
+        .filter(|t| *t != link_dir)
+    {
+        dirs.push(t);
+    }
+    dirs
+}
+
+/// Regular files of `dir`, newest first (the likeliest holder of a just-rotated file).
+fn list(dir: &Path) -> Vec<Entry> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut all: Vec<Entry> = rd
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok().filter(|m| m.is_file())?;
+            Some(Entry {
+                path: e.path(),
+                key: FileKey::of(&m),
+                size: m.len(),
+                mtime: m.mtime(),
+            })
+        })
+        .collect();
+    all.sort_by_key(|e| std::cmp::Reverse(e.mtime));
+    all
+}
+
+impl Discovery {
+    /// After the first scan: every checkpointed file gone from its path (not seen by the scan,
+    /// or replaced at its inode) is looked for and drained, or warned about. `live` are the
+    /// files their paths named at the stop (see `live_at_stop`).
+    pub(super) fn resume_rotated_while_stopped(&mut self, live: &HashSet<FileKey>) {
+        let unseen = self
+            .input
+            .registry
+            .all()
+            .into_iter()
+            .filter(|st| !st.is_active() && !self.seen.contains(&st.key));
+        let gone: Vec<Arc<FileState>> = unseen
+            .chain(self.retired.iter().cloned())
+            .filter(|st| st.progress().complete_at.is_none())
+            .collect();
+        let mut listings: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
+        for st in gone {
+            let path = st.progress().path.clone();
+            let dirs = dirs_of(&path);
+            for d in &dirs {
+                listings.entry(d.clone()).or_insert_with(|| list(d));
+            }
+            let entries = dirs.iter().flat_map(|d| &listings[d]);
+            match self.find_rest(&st, entries) {
+                Rest::Renamed(found) => {
+                    info!(path = %found.display(), was = %path.display(),
+                        "file rotated while the agent was stopped; draining it from its checkpoint");
+                    let _ = self.open(&found, Some(st.clone()), Found::Rotated);
+                }
+                Rest::ArchiveAgain(found) => {
+                    self.strays.push((found.clone(), st.key));
+                    self.consider(&found);
+                }
+                Rest::Copy(e) => self.drain_copy(&st, e),
+                Rest::Nothing => {}
+                Rest::Lost if live.contains(&st.key) || had_unread(&st) => {
+                    warn_lost(&st, &dirs);
+                    // Warned once: not again at the next start. The entry stays for a day
+                    // all the same, in case the file turns up under a name the globs match.
+                    let offset = {
+                        let mut p = st.progress();
+                        p.rotated_away = true;
+                        p.read_offset
+                    };
+                    st.size.store(offset, Ordering::Relaxed);
+                }
+                Rest::Lost => {
+                    debug!(path = %path.display(), "a rotated generation drained before the stop is gone");
+                }
+            }
+        }
+    }
+
+    /// Where the rest of `st` is, among the regular files of its directories.
+    fn find_rest<'a>(&self, st: &FileState, entries: impl Iterator<Item = &'a Entry>) -> Rest {
+        let (offset, was_gzip) = {
+            let p = st.progress();
+            (p.read_offset, gzip::is_gzip(&p.path))
+        };
+        // A state replaced by the first scan: its inode holds another file now.
+        let replaced = !self
+            .input
+            .registry
+            .lock()
+            .get(&st.key)
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), st));
+        let mut copies = Vec::new();
+        for e in entries {
+            if e.key == st.key && !replaced && gzip::is_gzip(&e.path) == was_gzip {
+                // Its own inode; a plain file's content is checked when it is opened, an
+                // archive's by its reader (its head against the fingerprint).
+                return match (was_gzip, e.size > offset) {
+                    (true, _) => Rest::ArchiveAgain(e.path.clone()),
+                    (false, true) => Rest::Renamed(e.path.clone()),
+                    (false, false) => Rest::Nothing,
+                };
+            }
+            // An archive is only ever found by its inode: it is the copy, not the original.
+            if !was_gzip && e.key != st.key {
+                copies.push(e);
+            }
+        }
+        let known = self
+            .input
+            .registry
+            .lock()
+            .keys()
+            .copied()
+            .collect::<HashSet<_>>();
+        for e in copies {
+            if known.contains(&e.key) {
+                continue;
+            }
+            let archive = gzip::is_gzip(&e.path);
+            if !File::open(&e.path).is_ok_and(|f| holds_content(&f, archive, st)) {
+                continue;
+            }
+            if self.input.matches(&e.path) {
+                // The globs match it: discovery reads it (an archive continues at the offset).
+                return Rest::Nothing;
+            }
+            return Rest::Copy(Entry {
+                path: e.path.clone(),
+                key: e.key,
+                size: e.size,
+                mtime: e.mtime,
+            });
+        }
+        Rest::Lost
+    }
+
+    /// Reads the rest of `st` from a file that holds its content (outside the globs) as a file
+    /// of its own, from the same offset, and forgets `st`: the copy's checkpoint takes over.
+    fn drain_copy(&mut self, st: &Arc<FileState>, copy: Entry) {
+        let archive = gzip::is_gzip(&copy.path);
+        let Ok(file) = File::open(&copy.path) else {
+            return;
+        };
+        let head = if archive {
+            gzip::decompressed_head(&file)
+        } else {
+            read_at_most(&file, 0, FINGERPRINT_BYTES)
+        };
+        let Ok(head) = head else {
+            return;
+        };
+        let mut progress = st.progress().clone();
+        let was = progress.path.clone();
+        info!(path = %copy.path.display(), was = %was.display(), offset = progress.read_offset,
+            "file rotated while the agent was stopped is gone; its content is here (a copy or an archive): reading the rest of it");
+        progress.generation = 0;
+        progress.fingerprint = Fingerprint::of_head(&head);
+        progress.acked_offset = progress.read_offset;
+        progress.acked_marker = progress.read_marker;
+        progress.last_seen = crate::event::unix_now();
+        progress.rotated_away = true;
+        // A plain copy keeps the gone path, so that its tailer sees it rotated away and
+        // closes it once drained; an archive is known as one by its path.
+        if archive {
+            progress.path = copy.path.clone();
+        }
+        let new = Arc::new(FileState::new(copy.key, &st.origin, &self.host, progress));
+        new.size.store(copy.size, Ordering::Relaxed);
+        {
+            let mut reg = self.input.registry.lock();
+            reg.insert(copy.key, new.clone());
+            if reg.get(&st.key).is_some_and(|s| Arc::ptr_eq(s, st)) {
+                reg.remove(&st.key);
+            }
+        }
+        self.retired.retain(|r| !Arc::ptr_eq(r, st));
+        if archive {
+            self.strays.push((copy.path.clone(), copy.key));
+            self.consider(&copy.path);
+        } else {
+            let _ = self.open(&copy.path, Some(new), Found::Rotated);
+        }
+    }
+
+    /// Archives outside the globs that hold the rest of a file: looked at every scan (they
+    /// may still be being written) until read to their end.
+    pub(super) fn tend_strays(&mut self) {
+        let strays = std::mem::take(&mut self.strays);
+        let mut keep = Vec::with_capacity(strays.len());
+        for (path, key) in strays {
+            let pending = self
+                .input
+                .registry
+                .lock()
+                .get(&key)
+                .is_some_and(|st| st.is_active() || st.progress().complete_at.is_none());
+            if pending && path.exists() {
+                keep.push((path, key));
+            }
+        }
+        self.strays = keep;
+        for (path, _) in self.strays.clone() {
+            self.consider(&path);
+        }
+    }
+}
+
+/// Whether a gone file is known to have held bytes not read: it was not drained to its end,
+/// or is an archive not read to its end.
+fn had_unread(st: &FileState) -> bool {
+    let p = st.progress();
+    st.size.load(Ordering::Relaxed) > p.read_offset || (gzip::is_gzip(&p.path) && !p.rotated_away)
+}
+
+/// A file that was live at the stop is gone, and nothing in its directories holds it.
+fn warn_lost(st: &FileState, dirs: &[PathBuf]) {
+    let p = st.progress();
+    let last_size = st.size.load(Ordering::Relaxed);
+    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    warn!(
+        path = %p.path.display(),
+        inode = st.key.ino,
+        offset = p.read_offset,
+        unread_bytes_at_least = last_size.saturating_sub(p.read_offset),
+        searched = ?dirs,
+        "a file was rotated or deleted while the agent was stopped and no file in its directory holds it (plain or compressed): what it held past the checkpointed offset cannot be read (at least unread_bytes_at_least, plus any lines written to it while the agent was stopped); make the glob match the rotated names to keep them"
+    );
+}

@@ -1,0 +1,257 @@
+//! A glob that matches only the live file, and rotation while the agent is stopped: the
+//! checkpointed file is found among its directory's files (renamed, copied, compressed) and
+//! drained from its offset; when nothing holds it, a warning names it. Loss is never silent.
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+fn gzip_in_place(path: &Path) {
+    let st = Command::new("gzip")
+        .arg(path)
+        .status()
+        .expect("run gzip (is it installed?)");
+    assert!(st.success(), "gzip {} failed: {st:?}", path.display());
+}
+
+/// The agent's JSON log records at WARN that mention `needle`.
+fn warnings_naming(agent: &Agent, needle: &str) -> Vec<serde_json::Value> {
+    agent
+        .stderr()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["level"] == "WARN" && r.to_string().contains(needle))
+        .collect()
+}
+
+const LOST: &str = "no file in its directory holds it";
+
+/// A live-file glob: the first run reads gen0 and stops cleanly.
+struct Stopped {
+    env: Env,
+    cfg: Config,
+    out: Output,
+    app: LogWriter,
+}
+
+fn first_run() -> Stopped {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let mut cfg = env.config();
+    cfg.input().paths = vec![ps(&path)];
+    let mut app = LogWriter::open(&path, "gen0");
+    app.write_n(200);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &app.written);
+    agent.term_ok();
+    Stopped { env, cfg, out, app }
+}
+
+fn ps(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Starts the agent again, waits for `expected`, stops it, then proves that a third run
+/// reads nothing twice, and that nothing was warned about as lost.
+fn resume_and_check(mut s: Stopped, expected: Vec<String>) {
+    let mut agent = s.env.spawn(&s.cfg);
+    agent.wait_for_messages(&mut s.out, &expected);
+    agent.term_ok();
+    assert!(
+        warnings_naming(&agent, LOST).is_empty(),
+        "warned about a loss although every line was found:\n{}",
+        agent.stderr()
+    );
+    let marker = lines("third-run", 0..5);
+    append_lines(&s.env.log("app.log"), &marker);
+    let mut agent = s.env.spawn(&s.cfg);
+    agent.wait_for_messages(&mut s.out, &marker);
+    agent.term_ok();
+    s.out.refresh();
+    s.out.assert_all_parsed();
+    let all: Vec<String> = expected.iter().chain(&marker).cloned().collect();
+    assert_exactly_once(&s.out, &all);
+    // Events keep the path the glob matched.
+    let app = ps(&s.env.log("app.log"));
+    assert!(
+        s.out.events.iter().all(|e| e.path == app),
+        "an event carries another path than {app}"
+    );
+}
+
+/// logrotate `compress` without `delaycompress` while stopped: the app writes on through its
+/// handle, app.log is renamed, compressed (gzip deletes app.log.1) and created anew.
+fn compress_while_stopped(inode_reused: bool) {
+    let mut s = first_run();
+    let path = s.env.log("app.log");
+    let k0 = inode(&path);
+    s.app.write_n(150);
+    let rotated = s.env.log("app.log.1");
+    fs::rename(&path, &rotated).unwrap();
+    s.app.write_n(20); // through the old handle, before the app reopens
+    gzip_in_place(&rotated);
+    let mut gen1 = LogWriter::open(&path, "gen1");
+    gen1.write_n(40);
+    if inode_reused {
+        // As ext4 often does: the new app.log got the inode gzip freed (made certain by
+        // giving the checkpoint entry the new file's inode).
+        let new_key = inode(&path);
+        let mut ck = read_checkpoint(&s.env.ckpt()).expect("checkpoint");
+        for f in ck["files"].as_array_mut().unwrap() {
+            if (f["dev"].as_u64(), f["ino"].as_u64()) == (Some(k0.0), Some(k0.1)) {
+                f["ino"] = new_key.1.into();
+            }
+        }
+        fs::write(
+            checkpoint_file(&s.env.ckpt()),
+            serde_json::to_vec(&ck).unwrap(),
+        )
+        .unwrap();
+    }
+    let expected: Vec<String> = s.app.written.iter().chain(&gen1.written).cloned().collect();
+    resume_and_check(s, expected);
+}
+
+#[test]
+fn compressed_while_stopped_with_a_live_file_glob_is_drained_from_its_offset() {
+    compress_while_stopped(false);
+}
+
+#[test]
+fn compressed_while_stopped_and_inode_reused_by_the_new_live_file_is_drained() {
+    compress_while_stopped(true);
+}
+
+/// logrotate `copytruncate` (optionally with `compress`) while stopped: the copy outside the
+/// glob holds what was written after the checkpoint; app.log, truncated, gets new lines.
+fn copytruncate_while_stopped(compress: bool) {
+    let mut s = first_run();
+    let path = s.env.log("app.log");
+    s.app.write_n(120);
+    let copy = s.env.log("app.log.1");
+    copytruncate(&path, &copy);
+    if compress {
+        gzip_in_place(&copy);
+    }
+    s.app.write_n(30); // O_APPEND: after the truncation, at the new start
+    let expected = s.app.written.clone();
+    resume_and_check(s, expected);
+}
+
+#[test]
+fn copytruncate_while_stopped_with_a_live_file_glob_drains_the_copy() {
+    copytruncate_while_stopped(false);
+}
+
+#[test]
+fn copytruncate_and_compress_while_stopped_with_a_live_file_glob_drains_the_archive() {
+    copytruncate_while_stopped(true);
+}
+
+/// Two rotations with `delaycompress` while stopped: the checkpointed generation is now
+/// app.log.2.gz and is drained from its offset; the generation created and rotated entirely
+/// while stopped (app.log.1) cannot be known from a live-file glob.
+#[test]
+fn rotated_twice_with_delaycompress_while_stopped_drains_the_checkpointed_generation() {
+    let mut s = first_run();
+    let path = s.env.log("app.log");
+    s.app.write_n(100);
+    fs::rename(&path, s.env.log("app.log.1")).unwrap();
+    let mut gen1 = LogWriter::open(&path, "gen1-unknowable");
+    gen1.write_n(30);
+    fs::rename(s.env.log("app.log.1"), s.env.log("app.log.2")).unwrap();
+    gzip_in_place(&s.env.log("app.log.2"));
+    fs::rename(&path, s.env.log("app.log.1")).unwrap();
+    let mut gen2 = LogWriter::open(&path, "gen2");
+    gen2.write_n(25);
+    let expected: Vec<String> = s.app.written.iter().chain(&gen2.written).cloned().collect();
+    resume_and_check(s, expected);
+}
+
+/// The live file rotated and deleted while stopped: nothing holds it, and a warning names it,
+/// its inode and offset, once (the next start does not warn again).
+#[test]
+fn file_rotated_and_deleted_while_stopped_is_warned_about_once() {
+    let mut s = first_run();
+    let path = s.env.log("app.log");
+    let (_, ino) = inode(&path);
+    let offset = file_size(&path);
+    s.app.write_n(40); // never to be read: deleted below
+    fs::rename(&path, s.env.log("app.log.1")).unwrap();
+    fs::remove_file(s.env.log("app.log.1")).unwrap();
+    let mut gen1 = LogWriter::open(&path, "gen1");
+    gen1.write_n(10);
+
+    let mut agent = s.env.spawn(&s.cfg);
+    agent.wait_for_messages(&mut s.out, &gen1.written);
+    agent.wait("a warning naming the lost file", || {
+        !warnings_naming(&agent, LOST).is_empty()
+    });
+    let w = warnings_naming(&agent, LOST);
+    assert_eq!(w.len(), 1, "{w:?}");
+    let f = &w[0]["fields"];
+    assert_eq!(f["path"].as_str(), Some(ps(&path).as_str()), "{f}");
+    assert_eq!(f["inode"].as_u64(), Some(ino), "{f}");
+    assert_eq!(f["offset"].as_u64(), Some(offset), "{f}");
+    agent.term_ok();
+
+    let mut agent = s.env.spawn(&s.cfg);
+    gen1.write_n(5);
+    agent.wait_for_messages(&mut s.out, &gen1.written);
+    agent.term_ok();
+    assert!(
+        warnings_naming(&agent, LOST).is_empty(),
+        "warned again:\n{}",
+        agent.stderr()
+    );
+    s.out.refresh();
+    let all: Vec<String> = s.app.written[..200]
+        .iter()
+        .chain(&gen1.written)
+        .cloned()
+        .collect();
+    assert_exactly_once(&s.out, &all);
+}
+
+/// A generation rotated and drained while the agent ran, deleted while it was stopped, held
+/// nothing unread: no warning.
+#[test]
+fn drained_generation_deleted_while_stopped_is_not_warned_about() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let mut cfg = env.config();
+    cfg.input().paths = vec![ps(&path)];
+    let mut app = LogWriter::open(&path, "gen0");
+    app.write_n(50);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &app.written);
+    let rotated = env.log("app.log.1");
+    fs::rename(&path, &rotated).unwrap();
+    let mut gen1 = LogWriter::open(&path, "gen1");
+    gen1.write_n(20);
+    let all: Vec<String> = app.written.iter().chain(&gen1.written).cloned().collect();
+    agent.wait_for_messages(&mut out, &all);
+    let rotated_s = ps(&rotated);
+    agent.wait("the drained app.log.1 to be closed", || {
+        !agent.fd_targets().contains(&rotated_s)
+    });
+    agent.term_ok();
+    fs::remove_file(&rotated).unwrap();
+
+    let mut agent = env.spawn(&cfg);
+    gen1.write_n(5);
+    let all: Vec<String> = app.written.iter().chain(&gen1.written).cloned().collect();
+    agent.wait_for_messages(&mut out, &all);
+    agent.term_ok();
+    assert!(
+        warnings_naming(&agent, LOST).is_empty(),
+        "warned about a generation that was fully read:\n{}",
+        agent.stderr()
+    );
+    out.refresh();
+    assert_exactly_once(&out, &all);
+}
