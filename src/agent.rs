@@ -4,7 +4,7 @@
 
 use crate::api::Api;
 use crate::checkpoint::{self, Store};
-use crate::config::{Config, FileInput, Level, LogFormat};
+use crate::config::{CheckpointDir, Config, FileInput, Level, LogFormat, check_checkpoint_dir};
 use crate::discovery::{self, Input};
 use crate::event::{Batch, BufferPool, OpenSlots, Stop};
 use crate::metrics::View;
@@ -73,16 +73,54 @@ pub const EXIT_FATAL: u8 = 1;
 /// Exit code: configuration error.
 pub const EXIT_CONFIG: u8 = 2;
 
-fn config_path(cli: &Cli) -> PathBuf {
-    cli.config
-        .clone()
-        .or_else(|| std::env::var_os("LOGAGGREGATOR_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("config.yaml"))
+/// Where the configuration file's name came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConfigSource {
+    Flag,
+    Env,
+    Default,
+}
+
+fn config_path(cli: &Cli) -> (PathBuf, ConfigSource) {
+    if let Some(p) = &cli.config {
+        return (p.clone(), ConfigSource::Flag);
+    }
+    match std::env::var_os("LOGAGGREGATOR_CONFIG") {
+        Some(p) => (PathBuf::from(p), ConfigSource::Env),
+        None => (PathBuf::from("config.yaml"), ConfigSource::Default),
+    }
+}
+
+/// For a configuration file that does not exist and was not named by `--config`: what to do.
+fn missing_config(path: &Path, source: ConfigSource) -> Option<String> {
+    if !matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        return None;
+    }
+    match source {
+        // Config::load names the file and the error.
+        ConfigSource::Flag => None,
+        ConfigSource::Env => Some(format!(
+            "configuration file {} (named by LOGAGGREGATOR_CONFIG) does not exist",
+            path.display()
+        )),
+        ConfigSource::Default => {
+            let here = std::env::current_dir()
+                .map(|d| d.join(path).display().to_string())
+                .unwrap_or_else(|_| path.display().to_string());
+            Some(format!(
+                "no configuration file: none was named and {here} does not exist; name one with --config FILE or LOGAGGREGATOR_CONFIG=FILE (config.yaml.example, shipped with logaggregator, is a commented one to start from)"
+            ))
+        }
+    }
 }
 
 /// Runs the agent; returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
-    let path = config_path(&cli);
+    let (path, source) = config_path(&cli);
+    if let Some(e) = missing_config(&path, source) {
+        eprintln!("logaggregator: configuration error: {e}");
+        return EXIT_CONFIG;
+    }
     let cfg = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -91,8 +129,7 @@ pub fn main(cli: Cli) -> u8 {
         }
     };
     if cli.check {
-        print_check(&path, &cfg);
-        return EXIT_OK;
+        return print_check(&path, &cfg);
     }
     if let Some(Command::Status { json }) = cli.command {
         return crate::status::print(&cfg, json);
@@ -101,16 +138,37 @@ pub fn main(cli: Cli) -> u8 {
     run(cfg, path, level)
 }
 
-fn print_check(path: &std::path::Path, cfg: &Config) {
-    println!("configuration {} is valid", path.display());
+/// `--check`: every checkpoint directory must be usable (as a start needs it), then prints
+/// what each input matches now. Exit 0 or, with the first problem on stderr, 2.
+fn print_check(path: &std::path::Path, cfg: &Config) -> u8 {
+    let mut dirs = Vec::new();
     for (i, f) in cfg.inputs.files.iter().enumerate() {
+        match check_checkpoint_dir(&f.checkpoint_path) {
+            Ok(d) => dirs.push(d),
+            Err(e) => {
+                eprintln!(
+                    "logaggregator: configuration error: inputs.files[{i}].checkpoint_path: {e}"
+                );
+                return EXIT_CONFIG;
+            }
+        }
+    }
+    println!("configuration {} is valid", path.display());
+    for ((i, f), dir) in cfg.inputs.files.iter().enumerate().zip(dirs) {
         let input = Input::new(i, f.clone());
-        println!("input {i}:");
+        println!("input {i} (inputs.files[{i}]):");
         println!("  paths: {}", f.paths.join(", "));
         if !f.exclude.is_empty() {
             println!("  exclude: {}", f.exclude.join(", "));
         }
-        println!("  checkpoint_path: {}", f.checkpoint_path.display());
+        let state = match dir {
+            CheckpointDir::Writable => "exists, writable",
+            CheckpointDir::Creatable => "missing; can be created and written, created at start",
+        };
+        println!(
+            "  checkpoint_path: {} ({state})",
+            f.checkpoint_path.display()
+        );
         let matched = input.matched();
         println!("  files matched now: {}", matched.len());
         for m in matched {
@@ -128,6 +186,7 @@ fn print_check(path: &std::path::Path, cfg: &Config) {
         }
         _ => println!("output: stdout (format {})", fmt_name(out.format)),
     }
+    EXIT_OK
 }
 
 fn fmt_name(f: crate::config::EventFormat) -> &'static str {
@@ -240,7 +299,11 @@ impl Shared {
         self.next_index += 1;
         let input = Arc::new(Input::new(index, cfg.clone()));
         checkpoint::restore(&input.registry, &entries, &self.host);
-        info!(input = index, checkpoint = %store.path().display(), files = entries.len(), paths = ?cfg.paths, "input started");
+        // `input` is the position in inputs.files (inputs started by a reload get the next
+        // unused number); files_matched: files its globs match now; checkpointed_files: files
+        // its checkpoint remembers.
+        info!(input = index, files_matched = input.matched().len(), checkpointed_files = entries.len(),
+            checkpoint = %store.path().display(), paths = ?cfg.paths, "input started");
         if store.found_unclean() {
             warn!(input = index, checkpoint = %store.path().display(), interval = ?cfg.checkpoint_interval,
                 "the previous run did not stop cleanly (crash, kill -9 or power loss): lines it delivered after its last checkpoint, at most checkpoint_interval's worth, are delivered again");
@@ -344,7 +407,6 @@ fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>) -> u8 {
         Some(a) => match Api::start(&a.listen, view.clone()) {
             Ok(api) => Some(api),
             Err(e) => {
-                error!(error = %e, "cannot start the HTTP API");
                 eprintln!("logaggregator: configuration error: api.listen: {e}");
                 return EXIT_CONFIG;
             }
@@ -367,7 +429,6 @@ fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>) -> u8 {
         match shared.start(f) {
             Ok(r) => running.push(r),
             Err(e) => {
-                error!("{e}");
                 eprintln!("logaggregator: {e}");
                 for r in running {
                     r.signal_stop();
@@ -381,7 +442,6 @@ fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>) -> u8 {
     let sink = match output::open(&cfg.output) {
         Ok(s) => s,
         Err(e) => {
-            error!(error = %e, "cannot open the output");
             eprintln!("logaggregator: cannot open the output: {e}");
             for r in running {
                 r.signal_stop();
@@ -418,7 +478,7 @@ fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>) -> u8 {
         output_stop.clone(),
     );
     info!(
-        inputs = running.len(),
+        inputs_running = running.len(),
         max_open_files = max_open,
         version = env!("CARGO_PKG_VERSION"),
         "logaggregator started"

@@ -271,32 +271,72 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
+// Durations and sizes are parsed inside a visitor, while the YAML deserializer still stands on
+// the value: an error raised there carries the value's own line and column. (Buffering the
+// value first, e.g. through an untagged enum, and failing afterwards reports the position of
+// the enclosing mapping instead: the start of the list item.)
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = StringOrInt::deserialize(d)?;
-    match s {
-        StringOrInt::S(s) => parse_duration(&s).map_err(de::Error::custom),
-        StringOrInt::I(0) => Ok(Duration::ZERO),
-        StringOrInt::I(i) => Err(de::Error::custom(format!(
-            "invalid duration {i}; a duration needs a unit, like {i}s or {i}ms"
-        ))),
-    }
+    d.deserialize_any(DurationVisitor)
 }
 
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match StringOrInt::deserialize(d)? {
-        StringOrInt::S(s) => parse_size(&s).map_err(de::Error::custom),
-        StringOrInt::I(i) => Ok(i),
+    d.deserialize_any(SizeVisitor)
+}
+
+struct DurationVisitor;
+
+impl de::Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration with a unit, like 250ms, 5s or 1m")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
+        parse_duration(s).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, i: u64) -> Result<Duration, E> {
+        if i == 0 {
+            return Ok(Duration::ZERO);
+        }
+        Err(E::custom(format!(
+            "invalid duration {i}; a duration needs a unit, like {i}s or {i}ms"
+        )))
+    }
+
+    fn visit_i64<E: de::Error>(self, i: i64) -> Result<Duration, E> {
+        match u64::try_from(i) {
+            Ok(u) => self.visit_u64(u),
+            Err(_) => Err(E::custom(format!(
+                "invalid duration {i}; a duration cannot be negative"
+            ))),
+        }
     }
 }
 
-#[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a string such as \"5s\" or \"1MiB\", or an integer"
-)]
-enum StringOrInt {
-    I(u64),
-    S(String),
+struct SizeVisitor;
+
+impl de::Visitor<'_> for SizeVisitor {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size in bytes, or a number with a unit like 512KiB or 1MiB")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
+        parse_size(s).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, i: u64) -> Result<u64, E> {
+        Ok(i)
+    }
+
+    fn visit_i64<E: de::Error>(self, i: i64) -> Result<u64, E> {
+        u64::try_from(i)
+            .map_err(|_| E::custom(format!("invalid size {i}; a size cannot be negative")))
+    }
 }
 
 /// Environment overrides read through envy (`LOGAGGREGATOR_LOG_LEVEL`, `LOGAGGREGATOR_LOG_FORMAT`).
@@ -309,7 +349,8 @@ struct EnvOverrides {
 #[derive(Debug)]
 enum ExpandError {
     Unset,
-    Required(String),
+    /// `${VAR:?message}` with VAR unset or empty; None for `${VAR:?}`.
+    Required(Option<String>),
     Newline,
 }
 
@@ -319,7 +360,8 @@ impl fmt::Display for ExpandError {
             ExpandError::Unset => {
                 f.write_str("is not set and has no default (use ${VAR:-default})")
             }
-            ExpandError::Required(m) => f.write_str(m),
+            ExpandError::Required(Some(m)) => f.write_str(m),
+            ExpandError::Required(None) => f.write_str("is required and is unset or empty"),
             ExpandError::Newline => f.write_str(
                 "contains a newline, which could inject YAML structure; refusing to substitute it",
             ),
@@ -327,18 +369,45 @@ impl fmt::Display for ExpandError {
     }
 }
 
+/// One substitution from the environment: the line it was made on (1-based), the variable's
+/// name and the value put in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Substitution {
+    line: usize,
+    name: String,
+    value: String,
+}
+
+/// Configuration text after `${ENV}` expansion, with what was substituted where.
+struct Expanded {
+    text: String,
+    subs: Vec<Substitution>,
+}
+
 /// Substitutes `${VAR}`, `${VAR:-default}`, `${VAR:?message}` and `$VAR`; `$$` is a literal `$`.
 pub fn expand_env(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
+    expand_tracked(text, lookup).map(|e| e.text)
+}
+
+/// Like `expand_env`, remembering each substituted value so that errors can hide it. A value
+/// never holds a newline, so line N of the result is line N of the input.
+fn expand_tracked(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Expanded, ConfigError> {
+    let mut out = Expanded {
+        text: String::with_capacity(text.len()),
+        subs: Vec::new(),
+    };
+    for (i, line) in text.split_inclusive('\n').enumerate() {
         // Whole-line comments are left alone, so documentation may mention ${VAR}.
         if line.trim_start().starts_with('#') {
-            out.push_str(line);
+            out.text.push_str(line);
         } else {
-            expand_line(line, lookup, &mut out)?;
+            expand_line(line, i + 1, lookup, &mut out)?;
         }
     }
     Ok(out)
@@ -381,15 +450,17 @@ fn defaults_for_empty<'a>(
 
 fn expand_line(
     text: &str,
+    line: usize,
     lookup: &dyn Fn(&str) -> Option<String>,
-    out: &mut String,
+    out: &mut Expanded,
 ) -> Result<(), ConfigError> {
     // `$$` is split out first so that shellexpand never sees it.
     for (i, part) in text.split("$$").enumerate() {
         if i > 0 {
-            out.push('$');
+            out.text.push('$');
         }
         let part = defaults_for_empty(part, lookup);
+        let subs = &mut out.subs;
         let expanded = shellexpand::env_with_context(&part, |name: &str| {
             if name.starts_with(UNSET) {
                 return Ok(None);
@@ -401,21 +472,180 @@ fn expand_line(
             };
             match lookup(var) {
                 Some(v) if v.contains('\n') || v.contains('\r') => Err(ExpandError::Newline),
-                Some(v) if !(v.is_empty() && required.is_some()) => Ok(Some(v)),
+                Some(v) if !(v.is_empty() && required.is_some()) => {
+                    if !v.is_empty() {
+                        subs.push(Substitution {
+                            line,
+                            name: var.to_string(),
+                            value: v.clone(),
+                        });
+                    }
+                    Ok(Some(v))
+                }
                 _ => match required {
-                    Some("") => Err(ExpandError::Required("is required".into())),
-                    Some(m) => Err(ExpandError::Required(m.to_string())),
+                    Some("") => Err(ExpandError::Required(None)),
+                    Some(m) => Err(ExpandError::Required(Some(m.to_string()))),
                     None => Err(ExpandError::Unset),
                 },
             }
         })
         .map_err(|e| {
             let var = e.var_name.split(":?").next().unwrap_or(&e.var_name);
-            err(format!("environment variable {var} {}", e.cause))
+            let msg = match e.cause {
+                // The file's own words (`${LOGDIR:?set LOGDIR to the app log dir}`) after the name.
+                ExpandError::Required(Some(m)) => format!("{var}: {m}"),
+                cause => format!("environment variable {var} {cause}"),
+            };
+            err(format!("{msg} (line {line})"))
         })?;
-        out.push_str(&expanded);
+        out.text.push_str(&expanded);
     }
     Ok(())
+}
+
+/// Puts `${NAME}` where a substituted value appears in `text` (also in its `{:?}` form, as
+/// error messages quote values), so that no environment value reaches an error message. With
+/// `pieces`, so do the pieces of at least `PIECE_CHARS` characters that YAML syntax in the
+/// value (a quote, a comma, a colon...) could have cut it into: the message then quotes one.
+fn redact<'a>(
+    text: &str,
+    subs: impl IntoIterator<Item = &'a Substitution>,
+    pieces: bool,
+) -> String {
+    let mut forms: Vec<(String, &str)> = Vec::new();
+    for s in subs {
+        let mut add = |v: &str| {
+            let quoted = format!("{v:?}");
+            for form in [v, &quoted[1..quoted.len() - 1]] {
+                if !form.is_empty() && !forms.iter().any(|(f, _)| f == form) {
+                    forms.push((form.to_string(), &s.name));
+                }
+            }
+        };
+        add(&s.value);
+        if pieces {
+            let cut = |c: char| c.is_whitespace() || "\"'#:,[]{}&*!|>%@`\\".contains(c);
+            for piece in s.value.split(cut) {
+                if piece.chars().count() >= PIECE_CHARS {
+                    add(piece);
+                }
+            }
+        }
+    }
+    // Longest first, so that a value wins over its pieces.
+    forms.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'next: while let Some(c) = rest.chars().next() {
+        for (v, name) in &forms {
+            if let Some(after) = rest.strip_prefix(v.as_str()) {
+                out.push_str("${");
+                out.push_str(name);
+                out.push('}');
+                rest = after;
+                continue 'next;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// Shortest piece of a value that `redact` hides on its own.
+const PIECE_CHARS: usize = 3;
+
+/// Hides a whole `"..."` segment of `text` that shares `PIECE_CHARS` characters in a row with
+/// one of `subs`: what a message quotes comes from the value (a parser may quote just a part of
+/// it, as humantime does with an unknown unit).
+fn redact_quoted(text: &str, subs: &[&Substitution]) -> String {
+    let shares = |segment: &str, value: &str| {
+        let chars: Vec<char> = segment.chars().collect();
+        chars.windows(PIECE_CHARS).any(|w| {
+            let w: String = w.iter().collect();
+            value.contains(&w) || format!("{value:?}").contains(&w)
+        })
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        // The closing quote: the next one not escaped by a backslash.
+        let mut escaped = false;
+        let Some(close) = rest.char_indices().find_map(|(i, c)| {
+            let end = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            end.then_some(i)
+        }) else {
+            break;
+        };
+        let segment = &rest[..close];
+        match subs.iter().find(|s| shares(segment, &s.value)) {
+            Some(s) => {
+                out.push_str("${");
+                out.push_str(&s.name);
+                out.push('}');
+            }
+            None => out.push_str(segment),
+        }
+        out.push('"');
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Redacts the key path of an error (a key may come from the environment too), leaving the
+/// list positions (`[0]`) as they are.
+fn redact_path(path: &str, subs: &[&Substitution]) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while !rest.is_empty() {
+        let (key, tail) = rest.split_at(rest.find('[').unwrap_or(rest.len()));
+        out.push_str(&redact(key, subs.iter().copied(), true));
+        let (index, tail) = tail.split_at(tail.find(']').map_or(tail.len(), |i| i + 1));
+        out.push_str(index);
+        rest = tail;
+    }
+    out
+}
+
+/// Values shorter than this are hidden only on the line an error points at: elsewhere in a
+/// message, or in a quoted path, they would mostly match digits and words that are not theirs.
+const REDACT_ANYWHERE: usize = 4;
+
+/// A deserialization error: the full key, the message, the value's line and column.
+fn deserialize_error(
+    e: serde_path_to_error::Error<serde_yaml::Error>,
+    subs: &[Substitution],
+) -> ConfigError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let line = inner.location().map(|l| l.line());
+    let text = inner.to_string();
+    // serde_yaml prefixes its own (shorter) path; keep only the full one.
+    let text = match text.split_once(": ") {
+        Some((p, rest)) if path.starts_with(p) && p != "." => rest.to_string(),
+        _ => text,
+    };
+    // The position stays as it is; the message before it may quote a value.
+    let (body, at) = text.split_at(text.find(" at line ").unwrap_or(text.len()));
+    // On the line the error points at, even a short value or a piece of one; elsewhere whole
+    // values of some length.
+    let here: Vec<&Substitution> = subs.iter().filter(|s| Some(s.line) == line).collect();
+    let body = redact_quoted(&redact(body, here.iter().copied(), true), &here);
+    let body = redact(
+        &body,
+        subs.iter()
+            .filter(|s| Some(s.line) != line && s.value.chars().count() >= REDACT_ANYWHERE),
+        false,
+    );
+    if path == "." || path.is_empty() {
+        err(format!("{body}{at}"))
+    } else {
+        err(format!("{}: {body}{at}", redact_path(&path, &here)))
+    }
 }
 
 impl Config {
@@ -434,25 +664,17 @@ impl Config {
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let expanded = expand_env(text, lookup)?;
+        let expanded = expand_tracked(text, lookup)?;
         // serde_path_to_error names the key even when our own deserializers reject a value.
         let cfg: Config =
-            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&expanded))
-                .map_err(|e| {
-                    let path = e.path().to_string();
-                    let inner = e.into_inner().to_string();
-                    // serde_yaml prefixes its own (shorter) path; keep only the full one.
-                    let inner = match inner.split_once(": ") {
-                        Some((p, rest)) if path.starts_with(p) && p != "." => rest.to_string(),
-                        _ => inner,
-                    };
-                    if path == "." || path.is_empty() {
-                        err(inner)
-                    } else {
-                        err(format!("{path}: {inner}"))
-                    }
-                })?;
-        cfg.validate()?;
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&expanded.text))
+                .map_err(|e| deserialize_error(e, &expanded.subs))?;
+        // Validation quotes globs, paths and addresses: values of some length are hidden there
+        // (a short one, often a digit, would garble the path it is part of).
+        let long: Vec<&Substitution> = (expanded.subs.iter())
+            .filter(|s| s.value.chars().count() >= REDACT_ANYWHERE)
+            .collect();
+        cfg.validate(&|value: &str| redact(value, long.iter().copied(), false))?;
         Ok(cfg)
     }
 
@@ -469,7 +691,8 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks what the types cannot say; `shown` hides environment values in a value quoted.
+    fn validate(&self, shown: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         if self.inputs.files.is_empty() {
             return Err(err("inputs.files: at least one file input is required"));
         }
@@ -480,8 +703,9 @@ impl Config {
             }
             for (key, globs) in [("paths", &input.paths), ("exclude", &input.exclude)] {
                 for g in globs {
-                    glob::Pattern::new(g)
-                        .map_err(|e| err(format!("{at}.{key}: invalid glob {g:?}: {e}")))?;
+                    glob::Pattern::new(g).map_err(|e| {
+                        err(format!("{at}.{key}: invalid glob {:?}: {e}", shown(g)))
+                    })?;
                 }
             }
             for (key, d) in [
@@ -505,7 +729,7 @@ impl Config {
                 if other.checkpoint_path == input.checkpoint_path {
                     return Err(err(format!(
                         "{at}.checkpoint_path: {} is already used by inputs.files[{j}]; each input needs its own checkpoint directory",
-                        input.checkpoint_path.display()
+                        shown(&input.checkpoint_path.display().to_string())
                     )));
                 }
             }
@@ -515,7 +739,7 @@ impl Config {
         {
             return Err(err(format!(
                 "api.listen: invalid address {:?}; expected host:port such as 127.0.0.1:9810",
-                api.listen
+                shown(&api.listen)
             )));
         }
         if self.output.kind == OutputType::File && self.output.path.is_none() {
@@ -525,12 +749,88 @@ impl Config {
     }
 }
 
+/// What `--check` found for a checkpoint directory that a start could use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointDir {
+    /// It exists and a file can be written in it.
+    Writable,
+    /// It does not exist yet; it can be created (the agent does so at start) and written.
+    Creatable,
+}
+
+/// Proves, for `--check`, that a start could use `dir` as a checkpoint directory: creates it
+/// when missing, writes, syncs and removes a temporary file in it, and opens an existing lock
+/// file for writing. It does not take the lock (the lock is `flock`, which another descriptor
+/// neither takes nor releases), so it works beside a running agent. Directories it had to
+/// create are removed again (only while empty), so the check leaves nothing behind.
+pub fn check_checkpoint_dir(dir: &Path) -> Result<CheckpointDir, String> {
+    // The directories that do not exist yet, deepest first.
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(d) = next.filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::symlink_metadata(d) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(d);
+                next = d.parent();
+            }
+            _ => break,
+        }
+    }
+    let probed = probe_checkpoint_dir(dir);
+    for d in &missing {
+        let _ = std::fs::remove_dir(d);
+    }
+    probed?;
+    Ok(if missing.is_empty() {
+        CheckpointDir::Writable
+    } else {
+        CheckpointDir::Creatable
+    })
+}
+
+fn probe_checkpoint_dir(dir: &Path) -> Result<(), String> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create checkpoint directory {}: {e}", dir.display()))?;
+    let cannot_write = |e: std::io::Error| {
+        format!(
+            "cannot write in checkpoint directory {}: {e}",
+            dir.display()
+        )
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".logaggregator-check-")
+        .tempfile_in(dir)
+        .map_err(cannot_write)?;
+    tmp.write_all(b"written by logaggregator --check; removed at once\n")
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(cannot_write)?;
+    tmp.close().map_err(|e| {
+        format!(
+            "cannot remove a file from checkpoint directory {}: {e}",
+            dir.display()
+        )
+    })?;
+    let lock = dir.join(crate::checkpoint::LOCK_NAME);
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
+            "cannot open checkpoint lock {}: {e}",
+            lock.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let m: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -618,5 +918,181 @@ mod tests {
         let bad = format!("{MIN}output:\n  type: file\n");
         let e = Config::parse(&bad, &env(&[])).unwrap_err().0;
         assert!(e.contains("output.path"), "{e}");
+    }
+
+    /// The line and column of `needle` in `text`, 1-based, as serde_yaml counts them.
+    fn at(text: &str, needle: &str) -> String {
+        let (n, l) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(needle))
+            .unwrap();
+        let col = l.find(needle).unwrap() + 1;
+        format!("at line {} column {col}", n + 1)
+    }
+
+    #[test]
+    fn value_errors_point_at_the_value_not_the_list_item() {
+        let item =
+            "inputs:\n  files:\n    - paths: [\"/tmp/x/*.log\"]\n      checkpoint_path: /tmp/c\n";
+        for (line, value) in [
+            ("poll_interval: soon", "soon"),
+            ("rotate_wait: 5", "5"),
+            ("max_line_bytes: 1MiBs", "1MiBs"),
+            ("checkpoint_interval: -3", "-3"),
+            ("close_inactive: 1.5", "1.5"),
+        ] {
+            let text = format!("{item}      {line}\n      start_at: end\n");
+            let e = Config::parse(&text, &env(&[])).unwrap_err().0;
+            let key = line.split(':').next().unwrap();
+            assert!(e.contains(&format!("inputs.files[0].{key}: ")), "{e}");
+            assert!(
+                e.ends_with(&at(&text, &format!("{key}: {value}")[key.len() + 2..])),
+                "{e}"
+            );
+            assert!(e.contains("line 5 column"), "{e}");
+        }
+        // A flow mapping: the value's column, not the item's.
+        let text = "inputs:\n  files:\n    - {paths: [a], rotate_wait: 5}\n";
+        let e = Config::parse(text, &env(&[])).unwrap_err().0;
+        assert!(e.ends_with("at line 3 column 33"), "{e}");
+        // Good values still parse, in every accepted form.
+        let text = format!(
+            "{item}      rotate_wait: 0\n      scan_interval: \"2s\"\n      max_line_bytes: 4096\n      close_inactive: 1h 30m\n"
+        );
+        let f = &Config::parse(&text, &env(&[])).unwrap().inputs.files[0];
+        assert_eq!(f.rotate_wait, Duration::ZERO);
+        assert_eq!(f.scan_interval, Duration::from_secs(2));
+        assert_eq!(f.max_line_bytes, 4096);
+        assert_eq!(f.close_inactive, Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn env_errors_read_as_sentences_with_the_line() {
+        let text = "inputs:\n  files:\n    - paths: [\"${LOGDIR:?set LOGDIR to the app log dir}/*.log\"]\n";
+        let e = Config::parse(text, &env(&[])).unwrap_err().0;
+        assert_eq!(e, "LOGDIR: set LOGDIR to the app log dir (line 3)");
+        let e = Config::parse(text, &env(&[("LOGDIR", "")])).unwrap_err().0;
+        assert_eq!(e, "LOGDIR: set LOGDIR to the app log dir (line 3)");
+        let e = expand_env("a\n${NOPE}", &env(&[])).unwrap_err().0;
+        assert!(e.starts_with("environment variable NOPE is not set"), "{e}");
+        assert!(e.ends_with("(line 2)"), "{e}");
+        let e = expand_env("${NOPE:?}", &env(&[])).unwrap_err().0;
+        assert_eq!(
+            e,
+            "environment variable NOPE is required and is unset or empty (line 1)"
+        );
+    }
+
+    #[test]
+    fn errors_show_the_reference_never_the_environment_value() {
+        let secret = "hunter2-\"quoted\"-secret";
+        let lookup = env(&[
+            ("SECRET", secret),
+            ("PLAIN", "hunter2-plain"),
+            ("N", "5"),
+            ("DIR", "/data"),
+        ]);
+        let base = "inputs:\n  files:\n    - paths: [\"${DIR}/*.log\"]\n";
+        for (line, key) in [
+            ("poll_interval: ${SECRET}", "poll_interval"),
+            ("max_line_bytes: \"${SECRET}\"", "max_line_bytes"),
+            ("start_at: ${SECRET}", "start_at"),
+            ("max_open_files: x${SECRET}", "max_open_files"),
+            ("${SECRET}: 1", ""),
+            ("rotate_wait: 5${SECRET}", "rotate_wait"),
+        ] {
+            let text = format!("{base}      {line}\n");
+            let e = Config::parse(&text, &lookup).unwrap_err().0;
+            assert!(e.contains("${SECRET}") && e.contains(key), "{e}");
+            assert!(!e.contains("hunter2") && !e.contains("secret"), "{e}");
+            assert!(e.contains("line 4 column"), "{e}");
+        }
+        // A short value is hidden on the line the error points at, and only there.
+        let text = format!("{base}      rotate_wait: ${{N}}\n");
+        let e = Config::parse(&text, &lookup).unwrap_err().0;
+        assert!(
+            e.starts_with("inputs.files[0].rotate_wait: invalid duration ${N};")
+                && e.ends_with("at line 4 column 20"),
+            "{e}"
+        );
+        for (text, key) in [
+            (format!("{base}api:\n  listen: ${{PLAIN}}\n"), "api.listen"),
+            (
+                format!("{base}      exclude: [\"[${{PLAIN}}\"]\n"),
+                "exclude",
+            ),
+        ] {
+            let e = Config::parse(&text, &lookup).unwrap_err().0;
+            assert!(e.contains("${PLAIN}") && e.contains(key), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn redact_replaces_values_and_their_quoted_forms() {
+        let s = |name: &str, value: &str| Substitution {
+            line: 1,
+            name: name.into(),
+            value: value.into(),
+        };
+        let subs = [s("A", "ab"), s("AB", "abc"), s("Q", "x\"y")];
+        assert_eq!(redact("abc ab a", &subs, false), "${AB} ${A} a");
+        assert_eq!(redact(&format!("{:?}", "x\"y"), &subs, false), "\"${Q}\"");
+        assert_eq!(redact("x\"y", &subs, false), "${Q}");
+        assert_eq!(redact("nothing", &subs, true), "nothing");
+        // Pieces between YAML syntax characters, of at least 3 characters, only when asked.
+        let subs = [s("S", "hunter2-\"quoted\", x:ab")];
+        assert_eq!(
+            redact("\"hunter2-\" \"quoted\" ab hunter", &subs, true),
+            "\"${S}\" \"${S}\" ab hunter"
+        );
+        assert_eq!(redact("\"hunter2-\"", &subs, false), "\"hunter2-\"");
+        let q = [&subs[0]];
+        assert_eq!(
+            redact_quoted(r#"a "unter" b "xyz" c "q\"uot" `hunter` "open"#, &q),
+            r#"a "${S}" b "xyz" c "${S}" `hunter` "open"#
+        );
+        assert_eq!(
+            redact_path("inputs.files[1].hunter2-", &[&subs[0], &s("N", "1")]),
+            "inputs.files[1].${S}"
+        );
+    }
+
+    #[test]
+    fn checkpoint_dir_check_creates_writes_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("a/b/c");
+        assert_eq!(check_checkpoint_dir(&deep), Ok(CheckpointDir::Creatable));
+        assert!(
+            !tmp.path().join("a").exists(),
+            "created directories are removed"
+        );
+
+        let dir = tmp.path().join("ckpt");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("checkpoints.json"), "{}").unwrap();
+        // A running agent holds the lock: the check neither needs nor breaks it.
+        let held = std::fs::File::create(dir.join(crate::checkpoint::LOCK_NAME)).unwrap();
+        held.try_lock().unwrap();
+        assert_eq!(check_checkpoint_dir(&dir), Ok(CheckpointDir::Writable));
+        let other = std::fs::File::open(dir.join(crate::checkpoint::LOCK_NAME)).unwrap();
+        assert!(other.try_lock().is_err(), "the lock is still held");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["checkpoints.json", "lock"]);
+
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let e = check_checkpoint_dir(&file.join("ckpt")).unwrap_err();
+        assert!(
+            e.starts_with("cannot create checkpoint directory") && e.contains("file/ckpt"),
+            "{e}"
+        );
+        let e = check_checkpoint_dir(Path::new("/proc/nope/cp")).unwrap_err();
+        assert!(e.contains("/proc/nope/cp"), "{e}");
     }
 }

@@ -463,3 +463,315 @@ fn agent_logs_are_json_and_level_can_be_overridden_by_env() {
         "LOGAGGREGATOR_LOG_LEVEL=debug logged only {levels:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 8: where errors point, what they say, what --check proves, what start-up logs count.
+
+/// `at line L column C` (1-based, as YAML counts) of where `needle` starts in `text`, plus
+/// `skip` characters.
+fn position_of(text: &str, needle: &str, skip: usize) -> String {
+    let (n, l) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in {text}"));
+    format!(
+        "at line {} column {}",
+        n + 1,
+        l.find(needle).unwrap() + skip + 1
+    )
+}
+
+#[test]
+fn bad_duration_or_size_is_reported_at_the_line_of_the_value() {
+    let env = Env::new();
+    let mut cfg = env.config();
+    cfg.input().max_line_bytes = Some("64KiB".into());
+    let good = cfg.yaml();
+    let item = position_of(&good, "paths:", 0);
+    for (from, key, value) in [
+        ("poll_interval: 50ms", "poll_interval", "soon"),
+        ("rotate_wait: 500ms", "rotate_wait", "5"),
+        ("max_line_bytes: 64KiB", "max_line_bytes", "1MiBs"),
+    ] {
+        let bad = format!("{key}: {value}");
+        let yaml = good.replace(from, &bad);
+        // The value's own line and column, e.g. `at line 8 column 22`.
+        let at = position_of(&yaml, &bad, key.len() + 2);
+        let r = expect_config_error(
+            &env,
+            &yaml,
+            &[&format!("inputs.files[0].{key}: "), value, &at],
+        );
+        assert!(
+            !r.stderr.contains(&item),
+            "points at the list item: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn required_env_var_message_reads_as_a_sentence() {
+    let env = Env::new();
+    let yaml = env.config().yaml().replace(
+        &env.logs().display().to_string(),
+        "${LOGAGG_E2E_SURELY_UNSET_VAR:?set LOGAGG_E2E_SURELY_UNSET_VAR to the app log dir}",
+    );
+    let cfg = write(&env, "bad.yaml", &yaml);
+    for args in [vec!["--config", &cfg], vec!["--check", "--config", &cfg]] {
+        let r = env.run(&args, |c| {
+            c.env_remove("LOGAGG_E2E_SURELY_UNSET_VAR");
+        });
+        assert_eq!(r.code, Some(2), "{r:#?}");
+        assert!(
+            r.stderr.contains(
+                "LOGAGG_E2E_SURELY_UNSET_VAR: set LOGAGG_E2E_SURELY_UNSET_VAR to the app log dir (line 3)"
+            ),
+            "{r:#?}"
+        );
+        assert!(
+            !r.stderr
+                .contains("environment variable LOGAGG_E2E_SURELY_UNSET_VAR set"),
+            "{r:#?}"
+        );
+    }
+}
+
+#[test]
+fn config_errors_show_the_variable_never_its_value() {
+    let env = Env::new();
+    let secret = "tok3n-s3cr3t-value";
+    for (from, to) in [
+        ("poll_interval: 50ms", "poll_interval: ${LOGAGG_E2E_SECRET}"),
+        // humantime quotes the unknown unit, a piece of the value.
+        (
+            "poll_interval: 50ms",
+            "poll_interval: 5${LOGAGG_E2E_SECRET}",
+        ),
+        (
+            "rotate_wait: 500ms",
+            "rotate_wait: \"x${LOGAGG_E2E_SECRET}\"",
+        ),
+        ("start_at: beginning", "start_at: ${LOGAGG_E2E_SECRET}"),
+        ("start_at: beginning", "${LOGAGG_E2E_SECRET}: 1"),
+    ] {
+        let yaml = env.config().yaml().replace(from, to);
+        let cfg = write(&env, "secret.yaml", &yaml);
+        for args in [vec!["--config", &cfg], vec!["--check", "--config", &cfg]] {
+            let r = env.run(&args, |c| {
+                c.env("LOGAGG_E2E_SECRET", secret);
+            });
+            assert_eq!(r.code, Some(2), "{r:#?}");
+            assert!(r.stderr.contains("${LOGAGG_E2E_SECRET}"), "{r:#?}");
+            for out in [&r.stderr, &r.stdout] {
+                for piece in ["tok3n", "s3cr3t", "\"tok\""] {
+                    assert!(!out.contains(piece), "the value leaked: {r:#?}");
+                }
+            }
+        }
+    }
+}
+
+/// Names in `dir`, sorted (empty when it does not exist).
+fn names_in(dir: &Path) -> Vec<String> {
+    files_with_prefix(dir, "")
+}
+
+#[test]
+fn check_fails_for_a_checkpoint_dir_a_start_could_not_use() {
+    let env = Env::new();
+    write_lines(&env.log("app.log"), &lines("x", 0..1));
+    let blocker = env.path("not-a-dir");
+    fs::write(&blocker, b"a regular file").unwrap();
+    for (bad, position) in [
+        (Path::new("/proc/nope/cp").to_path_buf(), 0),
+        (blocker.join("ckpt"), 1),
+    ] {
+        let mut cfg = env.config();
+        let second = Input::new(&[&env.glob("*.txt")], &env.path("ckpt-2"));
+        cfg.inputs.push(second);
+        cfg.inputs[position].checkpoint_path = bad.clone();
+        let cfg_path = env.write_config(&cfg);
+        let r = env.run(&["--check", "--config", cfg_path.to_str().unwrap()], |_| {});
+        assert_eq!(
+            r.code,
+            Some(2),
+            "--check must refuse {}: {r:#?}",
+            bad.display()
+        );
+        let key =
+            format!("inputs.files[{position}].checkpoint_path: cannot create checkpoint directory");
+        assert!(r.stderr.contains(&key), "{r:#?}");
+        assert!(r.stderr.contains(bad.to_str().unwrap()), "{r:#?}");
+        assert!(!r.stdout.contains("valid"), "{r:#?}");
+        // A real start refuses it the same way.
+        let r = env.run(&["--config", cfg_path.to_str().unwrap()], |_| {});
+        assert_eq!(r.code, Some(2), "{r:#?}");
+    }
+    assert!(
+        !env.path("ckpt-2").exists(),
+        "--check left a directory behind"
+    );
+}
+
+#[test]
+fn check_proves_checkpoint_dirs_writable_leaving_nothing_even_beside_a_running_agent() {
+    let env = Env::new();
+    let ls = lines("beside-check", 0..10);
+    write_lines(&env.log("app.log"), &ls);
+
+    // A directory that does not exist yet: created, written, and removed again.
+    let mut cfg = env.config();
+    cfg.input().checkpoint_path = env.path("state/deep/ckpt");
+    let cfg_path = env.write_config(&cfg);
+    let r = env.run(&["--check", "--config", cfg_path.to_str().unwrap()], |_| {});
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert!(r.stdout.contains("can be created and written"), "{r:#?}");
+    assert!(!env.path("state").exists(), "--check left state/ behind");
+
+    // Beside a running agent that holds the lock.
+    let cfg = env.config();
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &ls);
+    let lock = env.ckpt().join("lock");
+    let before = names_in(&env.ckpt());
+    let cfg_path = env.write_config(&cfg);
+    let r = env.run(&["--check", "--config", cfg_path.to_str().unwrap()], |_| {});
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert!(r.stdout.contains("exists, writable"), "{r:#?}");
+    assert_eq!(names_in(&env.ckpt()), before, "--check left files behind");
+    assert_eq!(fs::read_to_string(&lock).unwrap(), agent.pid.to_string());
+    // The lock is still the running agent's: a second agent is still refused.
+    let r = env.run(&["--config", cfg_path.to_str().unwrap()], |_| {});
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    assert!(r.stderr.contains(&agent.pid.to_string()), "{r:#?}");
+    agent.assert_running();
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &ls);
+}
+
+#[test]
+fn fatal_start_up_error_is_printed_once_as_plain_text() {
+    let env = Env::new();
+    write_lines(&env.log("app.log"), &lines("x", 0..1));
+    let blocker = env.path("not-a-dir");
+    fs::write(&blocker, b"a regular file").unwrap();
+    let mut cfg = env.config();
+    cfg.input().checkpoint_path = blocker.join("ckpt");
+    let cfg_path = env.write_config(&cfg);
+    let r = env.run(&["--config", cfg_path.to_str().unwrap()], |_| {});
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    let about: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not-a-dir"))
+        .collect();
+    assert_eq!(about.len(), 1, "printed once: {r:#?}");
+    assert!(
+        about[0].starts_with("logaggregator: cannot create checkpoint directory"),
+        "{r:#?}"
+    );
+
+    // An API port in use, after the config was read and logging set up.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let yaml = format!("{}api:\n  listen: {addr}\n", env.config().yaml());
+    let cfg = write(&env, "port.yaml", &yaml);
+    let r = env.run(&["--config", &cfg], |_| {});
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    let about: Vec<&str> = r.stderr.lines().filter(|l| l.contains(&addr)).collect();
+    assert_eq!(about.len(), 1, "printed once: {r:#?}");
+    assert!(
+        about[0].starts_with("logaggregator: configuration error: api.listen"),
+        "{r:#?}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn without_a_config_file_the_error_says_how_to_name_one() {
+    let env = Env::new();
+    let cwd = env.path("empty-cwd");
+    fs::create_dir_all(&cwd).unwrap();
+    for args in [vec![], vec!["--check"], vec!["status"]] {
+        let r = env.run(&args, |c| {
+            c.env_remove("LOGAGGREGATOR_CONFIG").current_dir(&cwd);
+        });
+        assert_eq!(r.code, Some(2), "{r:#?}");
+        for want in [
+            cwd.join("config.yaml").to_str().unwrap(),
+            "--config",
+            "LOGAGGREGATOR_CONFIG",
+            "config.yaml.example",
+        ] {
+            assert!(r.stderr.contains(want), "stderr lacks {want:?}: {r:#?}");
+        }
+        assert_eq!(r.stderr.lines().count(), 1, "{r:#?}");
+    }
+    // Named by the environment variable: the error says so.
+    let missing = env.path("nowhere/config.yaml");
+    let r = env.run(&["--check"], |c| {
+        c.env("LOGAGGREGATOR_CONFIG", &missing).current_dir(&cwd);
+    });
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    assert!(
+        r.stderr.contains(missing.to_str().unwrap()) && r.stderr.contains("LOGAGGREGATOR_CONFIG"),
+        "{r:#?}"
+    );
+}
+
+/// The agent's JSON log records with this message.
+fn records(stderr: &str, message: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == message)
+        .collect()
+}
+
+#[test]
+fn start_up_log_says_what_it_counts_and_numbers_inputs_as_the_config() {
+    let env = Env::new();
+    fs::create_dir_all(env.log("a")).unwrap();
+    fs::create_dir_all(env.log("b")).unwrap();
+    let a = lines("count-a", 0..3);
+    let b = lines("count-b", 0..3);
+    write_lines(&env.log("a/app.log"), &a);
+    write_lines(&env.log("b/one.log"), &b[..1]);
+    write_lines(&env.log("b/two.log"), &b[1..]);
+    let mut cfg = env.config();
+    cfg.inputs = vec![
+        Input::new(&[&env.glob("a/*.log")], &env.path("ckpt-a")),
+        Input::new(&[&env.glob("b/*.log")], &env.path("ckpt-b")),
+    ];
+    let mut out = env.output();
+    // First run: nothing checkpointed yet; second run: what the first one read.
+    for (run, checkpointed) in [(0, [0, 0]), (1, [1, 2])] {
+        let mut agent = env.spawn(&cfg);
+        agent.wait_for_stderr("logaggregator started");
+        let err = agent.stderr();
+        let started = records(&err, "input started");
+        assert_eq!(started.len(), 2, "run {run}: {err}");
+        for (i, (matched, rec)) in [1, 2].iter().zip(&started).enumerate() {
+            let f = &rec["fields"];
+            assert_eq!(f["input"], i, "input={i} is inputs.files[{i}]: {rec}");
+            assert_eq!(f["files_matched"], *matched, "run {run}: {rec}");
+            assert_eq!(f["checkpointed_files"], checkpointed[i], "run {run}: {rec}");
+            assert!(f.get("files").is_none(), "{rec}");
+        }
+        let top = records(&err, "logaggregator started");
+        assert_eq!(top[0]["fields"]["inputs_running"], 2, "{err}");
+        assert!(top[0]["fields"].get("inputs").is_none(), "{err}");
+        if run == 0 {
+            agent.wait_for_messages(&mut out, &a);
+            agent.wait_for_messages(&mut out, &b);
+        }
+        agent.term_ok();
+    }
+    out.refresh();
+    let all: Vec<String> = a.iter().chain(&b).cloned().collect();
+    assert_exactly_once(&out, &all);
+}
