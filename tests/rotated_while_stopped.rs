@@ -255,3 +255,44 @@ fn drained_generation_deleted_while_stopped_is_not_warned_about() {
     out.refresh();
     assert_exactly_once(&out, &all);
 }
+
+/// `kill -9` while lines flow, then rotation and compression while the agent is down: the
+/// archive is found by the checkpointed offset (behind what was delivered) and nothing is
+/// lost; only what came after the last checkpoint may come twice.
+#[test]
+fn kill9_then_compressed_while_down_loses_nothing() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let mut cfg = env.config();
+    cfg.input().paths = vec![ps(&path)];
+    let mut app = LogWriter::open(&path, "gen0");
+    app.write_n(100);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &app.written);
+    agent.wait("a checkpoint covering the first lines", || {
+        checkpoint_for(&env.ckpt(), &path).is_some_and(|c| c.offset > 0)
+    });
+    for _ in 0..20 {
+        app.write_n(50);
+    }
+    agent.kill9();
+    app.write_n(100);
+    let rotated = env.log("app.log.1");
+    fs::rename(&path, &rotated).unwrap();
+    gzip_in_place(&rotated);
+    let mut gen1 = LogWriter::open(&path, "gen1");
+    gen1.write_n(30);
+
+    let mut agent = env.spawn(&cfg);
+    let expected: Vec<String> = app.written.iter().chain(&gen1.written).cloned().collect();
+    agent.wait_for_messages(&mut out, &expected);
+    agent.term_ok();
+    out.refresh();
+    assert_none_lost(&out, &expected);
+    assert!(
+        warnings_naming(&agent, LOST).is_empty(),
+        "warned about a loss although every line was found:\n{}",
+        agent.stderr()
+    );
+}
