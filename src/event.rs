@@ -76,10 +76,11 @@ pub struct FileState {
     pub json_mid: Vec<u8>,
     /// True while a tailer thread owns the file.
     pub active: AtomicBool,
-    /// Lines read from this file (metrics).
-    pub lines_read: AtomicU64,
-    /// Bytes read from this file (metrics).
-    pub bytes_read: AtomicU64,
+    /// Lines read at `origin` (metrics): shared with every file state of that path, for the
+    /// life of the process (see stats::FileCounters), so reloads do not reset it.
+    pub lines_read: Arc<AtomicU64>,
+    /// Bytes read at `origin` (metrics), shared likewise.
+    pub bytes_read: Arc<AtomicU64>,
     /// File size last seen by its tailer or discovery (lag = size - acknowledged offset).
     pub size: AtomicU64,
     progress: Mutex<Progress>,
@@ -102,13 +103,14 @@ impl FileState {
         json_mid.extend_from_slice(b"\",\"path\":\"");
         crate::output::encode::json_escape(origin.as_os_str().as_encoded_bytes(), &mut json_mid);
         json_mid.extend_from_slice(b"\",\"offset\":");
+        let (lines_read, bytes_read) = crate::stats::file_counters().handles(origin);
         FileState {
             key,
             origin: origin.to_path_buf(),
             json_mid,
             active: AtomicBool::new(false),
-            lines_read: AtomicU64::new(0),
-            bytes_read: AtomicU64::new(0),
+            lines_read,
+            bytes_read,
             size: AtomicU64::new(progress.acked_offset),
             progress: Mutex::new(progress),
         }

@@ -3,9 +3,11 @@
 
 use crate::discovery::Input;
 use crate::event::Batch;
-use crate::stats::{Stats, get};
+use crate::stats::{self, Presence, Stats, get};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -24,49 +26,72 @@ pub struct View {
     pub channel: crossbeam_channel::Receiver<Batch>,
 }
 
-/// Per-file figures.
+/// Per-path figures: every file state whose events carry that path, summed.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
-    /// Path as last seen.
+    /// The path events carry (where the file was first matched; a renamed file stays with it).
     pub path: String,
-    /// Size last seen.
-    pub size: u64,
-    /// Offset the output has written.
-    pub acked_offset: u64,
-    /// size - acked_offset.
+    /// File size minus the offset the output has written, over the files of that path.
     pub lag_bytes: u64,
-    /// Lines read since start.
+    /// Lines read at that path since the agent started (survives reloads).
     pub lines_read: u64,
-    /// Bytes read since start.
+    /// Bytes read at that path since the agent started (survives reloads).
     pub bytes_read: u64,
-    /// Whether a tailer has it open.
+    /// Whether a tailer has one of its files open.
     pub open: bool,
 }
 
+/// What the running inputs know of one path.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tracked {
+    open: bool,
+    lag: u64,
+}
+
 impl View {
-    /// Figures for every known file.
+    /// Figures for every path reported: those tracked by a running input whose file is open
+    /// or on disk, and those closed and gone for less than the series grace
+    /// (stats::series_grace). Each call also ages the others out.
     pub fn files(&self) -> Vec<FileReport> {
         let inputs = self
             .inputs
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut out = Vec::new();
+        let mut tracked: HashMap<PathBuf, Tracked> = HashMap::new();
         for input in inputs {
             for st in input.registry.all() {
-                let p = st.progress();
-                let size = st.size.load(Ordering::Relaxed).max(p.acked_offset);
-                out.push(FileReport {
-                    path: p.path.display().to_string(),
-                    size,
-                    acked_offset: p.acked_offset,
-                    lag_bytes: size - p.acked_offset,
-                    lines_read: get(&st.lines_read),
-                    bytes_read: get(&st.bytes_read),
-                    open: st.is_active(),
-                });
+                let acked = st.progress().acked_offset;
+                let size = st.size.load(Ordering::Relaxed).max(acked);
+                let t = tracked.entry(st.origin.clone()).or_default();
+                t.open |= st.is_active();
+                t.lag += size - acked;
             }
         }
+        // Closed files are looked for on disk before the counter table is locked.
+        let presence: HashMap<&Path, Presence> = tracked
+            .iter()
+            .map(|(path, t)| {
+                let live = t.open || std::fs::metadata(path).is_ok();
+                let p = if live { Presence::Live } else { Presence::Gone };
+                (path.as_path(), p)
+            })
+            .collect();
+        let counts = stats::file_counters()
+            .report(|path| presence.get(path).copied().unwrap_or(Presence::Untracked));
+        let mut out: Vec<FileReport> = counts
+            .into_iter()
+            .map(|c| {
+                let t = tracked.get(&c.path).copied().unwrap_or_default();
+                FileReport {
+                    path: c.path.display().to_string(),
+                    lag_bytes: t.lag,
+                    lines_read: c.lines,
+                    bytes_read: c.bytes,
+                    open: t.open,
+                }
+            })
+            .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path));
         out
     }
@@ -160,21 +185,21 @@ impl View {
         let lines = IntCounterVec::new(
             Opts::new(
                 "logaggregator_file_lines_read_total",
-                "Lines read, per file.",
+                "Lines read, per path (as events carry it), since start.",
             ),
             &["path"],
         )?;
         let bytes = IntCounterVec::new(
             Opts::new(
                 "logaggregator_file_bytes_read_total",
-                "Bytes read, per file.",
+                "Bytes read, per path (as events carry it), since start.",
             ),
             &["path"],
         )?;
         let lag = IntGaugeVec::new(
             Opts::new(
                 "logaggregator_file_lag_bytes",
-                "File size minus the offset the output has written, per file.",
+                "File size minus the offset the output has written, per path.",
             ),
             &["path"],
         )?;
