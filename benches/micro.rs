@@ -67,7 +67,10 @@ fn main() {
     ));
     let batch = Batch {
         file: state,
-        generation: 0,
+        ticket: logaggregator::ack::Ticket {
+            generation: 0,
+            seq: 0,
+        },
         buf: data.clone(),
         base_offset: 0,
         lines,

@@ -107,6 +107,7 @@ impl Entry {
             complete_at: self.gzip_length,
             archive_size: self.gzip_size,
             rotated_away: self.rotated,
+            in_flight: crate::ack::Tracker::default(),
         })
     }
 }
@@ -433,8 +434,16 @@ mod tests {
     #[test]
     fn registry_round_trip() {
         let reg = Registry::default();
-        restore(&reg, &[entry(3, 30)], "h");
-        let snap = snapshot(&reg);
-        assert_eq!(snap, vec![entry(3, 30)]);
+        let e = Entry {
+            size: Some(70),
+            rotated: true,
+            ..entry(3, 30)
+        };
+        restore(&reg, std::slice::from_ref(&e), "h");
+        assert_eq!(snapshot(&reg), vec![e]);
+        // An entry of an older agent (no size): the offset is the size known.
+        let reg = Registry::default();
+        restore(&reg, &[entry(4, 40)], "h");
+        assert_eq!(snapshot(&reg)[0].size, Some(40));
     }
 }

@@ -34,6 +34,8 @@ pub struct Progress {
     /// Its path no longer leads to it (rotated away or deleted): not the live file, only
     /// drained. A file gone while the agent was stopped is warned about unless this is set.
     pub rotated_away: bool,
+    /// Batches read and not yet delivered by every output: what `acked_offset` waits for.
+    pub in_flight: crate::ack::Tracker,
 }
 
 impl Progress {
@@ -56,6 +58,7 @@ impl Progress {
             complete_at: None,
             archive_size: None,
             rotated_away: false,
+            in_flight: crate::ack::Tracker::default(),
         }
     }
 
@@ -121,10 +124,26 @@ impl FileState {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records that the output wrote and flushed everything before `offset` of `generation`.
-    pub fn ack(&self, generation: u32, offset: u64, marker: u64) {
+    /// Numbers a batch read up to `end_offset` (before which the bytes hash to `marker`) for
+    /// its outputs, and records it as read.
+    pub fn read_up_to(&self, end_offset: u64, marker: u64) -> crate::ack::Ticket {
         let mut p = self.progress();
-        if p.generation == generation && offset >= p.acked_offset {
+        p.read_offset = end_offset;
+        p.read_marker = marker;
+        let generation = p.generation;
+        p.in_flight.register(generation, end_offset, marker, 1)
+    }
+
+    /// Records that an output wrote and flushed a batch: the acknowledged offset moves across
+    /// every batch before it that all outputs delivered too (see `ack`).
+    pub fn ack(&self, ticket: crate::ack::Ticket) {
+        let mut p = self.progress();
+        if p.generation != ticket.generation {
+            return;
+        }
+        if let Some((offset, marker)) = p.in_flight.complete(ticket)
+            && offset >= p.acked_offset
+        {
             p.acked_offset = offset;
             p.acked_marker = marker;
         }
@@ -168,8 +187,8 @@ pub struct Line {
 pub struct Batch {
     /// The file they came from.
     pub file: Arc<FileState>,
-    /// Generation of the file they belong to.
-    pub generation: u32,
+    /// Which batch of which generation of the file: what its outputs acknowledge.
+    pub ticket: crate::ack::Ticket,
     /// File bytes starting at `base_offset`.
     pub buf: Vec<u8>,
     /// File offset of `buf[0]`.

@@ -2,6 +2,7 @@
 //!
 //! Data flow (see DESIGN.md): config → discovery → tailer → output → checkpoint.
 
+pub mod ack;
 pub mod agent;
 pub mod api;
 pub mod checkpoint;

@@ -228,6 +228,7 @@ impl Discovery {
         info!(path = %copy.path.display(), was = %was.display(), offset = progress.read_offset,
             "file rotated while the agent was stopped is gone; its content is here (a copy or an archive): reading the rest of it");
         progress.generation = 0;
+        progress.in_flight = crate::ack::Tracker::default();
         progress.fingerprint = Fingerprint::of_head(&head);
         progress.acked_offset = progress.read_offset;
         progress.acked_marker = progress.read_marker;

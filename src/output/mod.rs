@@ -56,9 +56,7 @@ pub fn open(cfg: &OutputConfig) -> io::Result<Box<dyn Sink>> {
 
 struct Pending {
     file: Arc<FileState>,
-    generation: u32,
-    end_offset: u64,
-    marker: u64,
+    ticket: crate::ack::Ticket,
     lines: u64,
 }
 
@@ -104,9 +102,7 @@ pub fn run(
             encode::encode(&batch, format, &mut out);
             pending.push(Pending {
                 file: batch.file,
-                generation: batch.generation,
-                end_offset: batch.end_offset,
-                marker: batch.marker,
+                ticket: batch.ticket,
                 lines: batch.lines.len() as u64,
             });
             pool.give(batch.buf);
@@ -128,7 +124,7 @@ pub fn run(
         }
         out.clear();
         for p in pending.drain(..) {
-            p.file.ack(p.generation, p.end_offset, p.marker);
+            p.file.ack(p.ticket);
             stats::add(&stats.events_written, p.lines);
         }
     }

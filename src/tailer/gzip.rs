@@ -152,7 +152,6 @@ fn read_all(
 ) -> End {
     let path = state.origin.display().to_string();
     let mut dec = decoder(file);
-    let generation = state.progress().generation;
     // The bytes before the offset, so that each boundary's marker is right.
     let mut before = match skip_to(&mut dec, offset) {
         Ok(Some(b)) => b,
@@ -242,17 +241,11 @@ fn read_all(
         }
         stats::add(&pipeline.stats.lines_read, lines.len() as u64);
         stats::add(&state.lines_read, lines.len() as u64);
-        let marker = {
-            let mut p = state.progress();
-            p.read_offset = boundary;
-            if let Some(m) = marker {
-                p.read_marker = m;
-            }
-            p.read_marker
-        };
+        let marker = marker.unwrap_or_else(|| state.progress().read_marker);
+        let ticket = state.read_up_to(boundary, marker);
         let batch = Batch {
             file: state.clone(),
-            generation,
+            ticket,
             buf,
             base_offset: base,
             lines,

@@ -398,9 +398,10 @@ impl Tailer {
     fn send(&mut self, buf: Vec<u8>, base: u64, lines: Vec<Line>) -> Step {
         stats::add(&self.pipeline.stats.lines_read, lines.len() as u64);
         stats::add(&self.state.lines_read, lines.len() as u64);
+        let ticket = self.state.read_up_to(self.boundary, self.boundary_marker);
         let batch = Batch {
             file: self.state.clone(),
-            generation: self.generation,
+            ticket,
             buf,
             base_offset: base,
             lines,
@@ -408,11 +409,6 @@ impl Tailer {
             marker: self.boundary_marker,
             read_time: SystemTime::now(),
         };
-        {
-            let mut p = self.state.progress();
-            p.read_offset = self.boundary;
-            p.read_marker = self.boundary_marker;
-        }
         match self.pipeline.tx.send(batch) {
             Ok(()) => Step::Data,
             Err(_) => Step::Stop,
