@@ -52,14 +52,61 @@ pub struct Entry {
     pub rotated: bool,
 }
 
+/// The checkpoint file, one variant per format version (`"version"` on disk). A new format
+/// is a new variant; every older one stays readable.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "version")]
+enum Versioned {
+    /// Version 1 (the first released agent's).
+    #[serde(rename = "1")]
+    V1(OnDisk),
+}
+
+/// Version 1's document.
 #[derive(Debug, Serialize, Deserialize)]
 struct OnDisk {
-    version: u32,
     /// True in every write but the final one of a clean stop: found true at start, the last
     /// run crashed or was killed, and lines after these offsets are delivered again.
     #[serde(default)]
     running: bool,
     files: Vec<Entry>,
+}
+
+impl Versioned {
+    /// Parses a checkpoint file. The version is a JSON number on disk (what the released
+    /// agent reads back after a rollback); serde's tag is a string, so it is translated here.
+    fn parse(bytes: &[u8]) -> Result<Versioned, String> {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let version = match v.get("version") {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => return Err(format!("version is not a number: {other}")),
+            None => return Err("no \"version\" field".into()),
+        };
+        if version != VERSION.to_string() {
+            return Err(format!(
+                "has version {version}, this agent reads version {VERSION}"
+            ));
+        }
+        v["version"] = serde_json::Value::String(version);
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    /// The file's bytes: pretty JSON, the version as a number.
+    fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut v = serde_json::to_value(self)?;
+        v["version"] = VERSION.into();
+        let mut bytes = serde_json::to_vec_pretty(&v)?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// The current document, whichever version was read.
+    fn into_current(self) -> OnDisk {
+        match self {
+            Versioned::V1(d) => d,
+        }
+    }
 }
 
 fn hex(v: u64) -> String {
@@ -194,7 +241,6 @@ fn read_doc(dir: &Path) -> Result<OnDisk, String> {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(OnDisk {
-                version: VERSION,
                 running: false,
                 files: Vec::new(),
             });
@@ -206,16 +252,16 @@ fn read_doc(dir: &Path) -> Result<OnDisk, String> {
             ));
         }
     };
-    let doc: OnDisk = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("checkpoint file {} is corrupt: {e}", path.display()))?;
-    if doc.version != VERSION {
-        return Err(format!(
-            "checkpoint file {} has version {}, this agent reads version {VERSION}",
-            path.display(),
-            doc.version
-        ));
+    match Versioned::parse(&bytes) {
+        Ok(doc) => Ok(doc.into_current()),
+        Err(e) if e.starts_with("has version") => {
+            Err(format!("checkpoint file {} {e}", path.display()))
+        }
+        Err(e) => Err(format!(
+            "checkpoint file {} is corrupt: {e}",
+            path.display()
+        )),
     }
-    Ok(doc)
 }
 
 impl Store {
@@ -322,13 +368,11 @@ impl Store {
     }
 
     fn write_doc(&mut self, entries: &[Entry], running: bool) -> io::Result<bool> {
-        let doc = OnDisk {
-            version: VERSION,
+        let doc = Versioned::V1(OnDisk {
             running,
             files: entries.to_vec(),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(io::Error::other)?;
-        bytes.push(b'\n');
+        });
+        let bytes = doc.to_bytes().map_err(io::Error::other)?;
         if self.last.as_ref() == Some(&bytes) {
             return Ok(false);
         }
@@ -429,6 +473,77 @@ mod tests {
             })
             .count();
         assert_eq!(aside, 1);
+    }
+
+    /// Written by the released agent (git cdfc253) after a clean stop.
+    const RELEASED_V1: &str = r#"{
+  "version": 1,
+  "running": false,
+  "files": [
+    {
+      "dev": 65024,
+      "ino": 10051766,
+      "fingerprint_len": 12,
+      "fingerprint": "2925835410388969",
+      "offset": 12,
+      "marker": "2925835410388969",
+      "path": "/tmp/tmp.4P26SOYCoa/logs/a.log",
+      "last_seen": 1796217488
+    },
+    {
+      "dev": 65024,
+      "ino": 10051779,
+      "fingerprint_len": 2,
+      "fingerprint": "08f0de07b58d2b17",
+      "offset": 2,
+      "marker": "08f0de07b58d2b17",
+      "path": "/tmp/tmp.4P26SOYCoa/logs/b.log.gz",
+      "last_seen": 1796217488,
+      "gzip_length": 2,
+      "gzip_size": 27
+    }
+  ]
+}
+"#;
+
+    #[test]
+    fn reads_a_version_1_file_of_the_released_agent() {
+        let doc = Versioned::parse(RELEASED_V1.as_bytes())
+            .unwrap()
+            .into_current();
+        assert!(!doc.running);
+        assert_eq!(doc.files.len(), 2);
+        assert_eq!(doc.files[0].offset, 12);
+        assert_eq!(doc.files[0].size, None);
+        assert!(!doc.files[0].rotated);
+        let p = doc.files[1].progress().unwrap();
+        assert_eq!((p.complete_at, p.archive_size), (Some(2), Some(27)));
+    }
+
+    #[test]
+    fn writes_the_version_as_a_number_and_reads_it_back() {
+        let doc = Versioned::V1(OnDisk {
+            running: true,
+            files: vec![entry(1, 10)],
+        });
+        let bytes = doc.to_bytes().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v["version"],
+            serde_json::json!(1),
+            "what the released agent reads"
+        );
+        let back = Versioned::parse(&bytes).unwrap().into_current();
+        assert!(back.running);
+        assert_eq!(back.files, vec![entry(1, 10)]);
+    }
+
+    #[test]
+    fn another_version_is_named_in_the_error() {
+        let e = Versioned::parse(br#"{"version": 2, "files": []}"#).unwrap_err();
+        assert_eq!(e, "has version 2, this agent reads version 1");
+        assert!(Versioned::parse(br#"{"files": []}"#).is_err());
+        assert!(Versioned::parse(br#"{"version": "1", "files": []}"#).is_ok());
     }
 
     #[test]
