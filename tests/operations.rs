@@ -818,7 +818,7 @@ struct Row {
     state: String,
 }
 
-/// The file rows of the status table, by path.
+/// The file rows of the status table (`PATH INODE SIZE OFFSET LAG LAST SEEN STATE`), by path.
 fn status_rows(stdout: &str) -> HashMap<String, Row> {
     let mut rows = HashMap::new();
     for l in stdout.lines() {
@@ -826,16 +826,18 @@ fn status_rows(stdout: &str) -> HashMap<String, Row> {
             continue;
         };
         let t: Vec<&str> = rest.split_whitespace().collect();
-        if t.len() < 5 || t[0] == "PATH" || t[0] == "checkpoint" || t[0] == "error:" {
+        if t.len() < 7 || ["PATH", "checkpoint", "error:", "+"].contains(&t[0]) {
             continue;
         }
+        // LAST SEEN is `-` or `<n><unit> ago`.
+        let state = if t[5] == "-" { 6 } else { 7 };
         rows.insert(
             t[0].to_string(),
             Row {
-                size: t[1].into(),
-                offset: t[2].into(),
-                lag: t[3].into(),
-                state: t[4..].join(" "),
+                size: t[2].into(),
+                offset: t[3].into(),
+                lag: t[4].into(),
+                state: t[state..].join(" "),
             },
         );
     }
