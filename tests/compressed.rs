@@ -19,16 +19,6 @@ fn ps(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// `gzip FILE`: replaces FILE by FILE.gz, as logrotate's `compress` does.
-fn gzip_in_place(path: &Path) {
-    let st = Command::new("gzip")
-        .arg(path)
-        .status()
-        .expect("run gzip (is it installed?)");
-    assert!(st.success(), "gzip {} failed: {st:?}", path.display());
-    assert!(!path.exists(), "gzip left {} behind", path.display());
-}
-
 /// The gzip-compressed form of `data` (`gzip -c`), produced from a scratch file in `scratch`.
 fn gzip_bytes(scratch: &Path, data: &[u8]) -> Vec<u8> {
     let src = scratch.join("gzip-input.tmp");

@@ -6,15 +6,6 @@ mod common;
 use common::*;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
-
-fn gzip_in_place(path: &Path) {
-    let st = Command::new("gzip")
-        .arg(path)
-        .status()
-        .expect("run gzip (is it installed?)");
-    assert!(st.success(), "gzip {} failed: {st:?}", path.display());
-}
 
 /// The agent's JSON log records at WARN that mention `needle`.
 fn warnings_naming(agent: &Agent, needle: &str) -> Vec<serde_json::Value> {

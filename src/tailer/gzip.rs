@@ -3,9 +3,9 @@
 //! decompressed head, which is how a compressed generation of a file already read as plain
 //! text is recognised and not read twice.
 
-use super::lines::Splitter;
-use super::{Params, Pipeline, last_bytes};
-use crate::event::{Batch, FileState, Line};
+use super::reader::Reader;
+use super::{Params, Pipeline};
+use crate::event::FileState;
 use crate::identity::{FINGERPRINT_BYTES, MARKER_BYTES, fnv1a};
 use crate::stats;
 use flate2::read::MultiGzDecoder;
@@ -16,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::SystemTime;
 use tracing::{debug, info, warn};
 
 /// Whether a path names a gzip file.
@@ -153,7 +152,7 @@ fn read_all(
     let path = state.origin.display().to_string();
     let mut dec = decoder(file);
     // The bytes before the offset, so that each boundary's marker is right.
-    let mut before = match skip_to(&mut dec, offset) {
+    let before = match skip_to(&mut dec, offset) {
         Ok(Some(b)) => b,
         // Shorter than the offset (continuing a plain file that got lines after gzip read
         // it): nothing here that was not read. No marker to check it by later, so no size to
@@ -172,93 +171,61 @@ fn read_all(
             };
         }
     };
-    state.progress().read_marker = fnv1a(&before);
-    let mut splitter = Splitter::new(params.max_line_bytes);
+    let marker = fnv1a(&before);
+    state.progress().read_marker = marker;
+    let mut r = Reader::new(params.max_line_bytes, offset, before, marker);
     let mut damaged = false;
-    let mut carry: Vec<u8> = Vec::new();
-    let (mut pos, mut boundary) = (offset, offset);
     loop {
         if pipeline.stop.is_set() {
-            return End::unfinished(boundary);
+            return End::unfinished(r.boundary);
         }
-        let Some(mut buf) = pipeline.pool.take(&pipeline.stop) else {
-            return End::unfinished(boundary);
+        let Some(buf) = pipeline.pool.take(&pipeline.stop) else {
+            return End::unfinished(r.boundary);
         };
-        buf.extend_from_slice(&carry);
-        let base = pos - carry.len() as u64;
-        let have = buf.len();
-        buf.reserve(pipeline.pool.chunk);
-        buf.resize(buf.capacity(), 0);
+        let (mut buf, have) = r.prepare(buf, pipeline.pool.chunk);
         let (n, eof) = match dec.read(&mut buf[have..]) {
             Ok(0) => (0, true),
             Ok(n) => (n, false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, false),
             Err(e) if !settled => {
                 // Probably still being written (gzip at work): the next scan resumes here.
-                debug!(%path, error = %e, decompressed_offset = pos, "compressed file ends early; will look again");
+                debug!(%path, error = %e, decompressed_offset = r.pos, "compressed file ends early; will look again");
                 pipeline.pool.give(buf);
-                return End::unfinished(boundary);
+                return End::unfinished(r.boundary);
             }
             Err(e) => {
                 // A truncated or corrupt archive: deliver what came out, then stop for good.
-                warn!(%path, error = %e, decompressed_offset = pos, "compressed file is damaged; delivering what could be read");
+                warn!(%path, error = %e, decompressed_offset = r.pos, "compressed file is damaged; delivering what could be read");
                 damaged = true;
                 (0, true)
             }
         };
-        buf.truncate(have + n);
-        pos += n as u64;
-        stats::add(&pipeline.stats.bytes_read, n as u64);
-        stats::add(&state.bytes_read, n as u64);
-        let mut lines = Vec::new();
-        let split = splitter.split(&buf, &mut lines);
-        carry.clear();
-        carry.extend_from_slice(&buf[split.cut..]);
-        let mut marker = None;
-        if let Some(b) = split.boundary {
-            boundary = base + b as u64;
-            marker = Some(fnv1a(&last_bytes(&before, &buf[..b], MARKER_BYTES)));
+        match r.take(buf, have, n, pipeline, state) {
+            Ok(framed) => {
+                if !r.send(framed, pipeline, state) {
+                    return End::unfinished(r.boundary);
+                }
+            }
+            Err(buf) => pipeline.pool.give(buf),
         }
         if eof {
             // Nothing more can come: the last line needs no newline.
-            let cut = split.cut;
-            if cut < buf.len() {
-                lines.push(Line {
-                    start: cut as u32,
-                    end: buf.len() as u32,
-                });
+            if let Some(buf) = pipeline.pool.take(&pipeline.stop) {
+                match r.flush_partial(buf) {
+                    Ok(framed) => {
+                        if !r.send(framed, pipeline, state) {
+                            return End::unfinished(r.boundary);
+                        }
+                    }
+                    Err(buf) => pipeline.pool.give(buf),
+                }
             }
-            carry.clear();
-            boundary = pos;
-            marker = Some(fnv1a(&last_bytes(&before, &buf, MARKER_BYTES)));
-        } else {
-            before = last_bytes(&before, &buf[..split.cut], MARKER_BYTES);
-            buf.truncate(split.cut);
-        }
-        if lines.is_empty() && !eof && split.boundary.is_none() {
-            pipeline.pool.give(buf);
-            continue;
-        }
-        stats::add(&pipeline.stats.lines_read, lines.len() as u64);
-        stats::add(&state.lines_read, lines.len() as u64);
-        let marker = marker.unwrap_or_else(|| state.progress().read_marker);
-        let ticket = state.read_up_to(boundary, marker);
-        let batch = Batch {
-            file: state.clone(),
-            ticket,
-            buf,
-            base_offset: base,
-            lines,
-            end_offset: boundary,
-            marker,
-            read_time: SystemTime::now(),
-        };
-        if pipeline.tx.send(batch).is_err() {
-            return End::unfinished(boundary);
-        }
-        if eof {
+            if r.boundary < r.pos {
+                // Stopped while waiting for a buffer: the partial line is read next time.
+                return End::unfinished(r.boundary);
+            }
             debug!(%path, "end of compressed file");
-            return End::finished(boundary, damaged);
+            return End::finished(r.boundary, damaged);
         }
     }
 }

@@ -3,18 +3,19 @@
 
 pub mod gzip;
 pub mod lines;
+pub mod reader;
 
-use crate::event::{Batch, BufferPool, FileState, Line, OpenSlots, Stop};
+use crate::event::{Batch, BufferPool, FileState, OpenSlots, Stop};
 use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, MARKER_BYTES, fnv1a, read_at_most};
 use crate::stats::{self, Stats};
 use crossbeam_channel::{Receiver, Sender};
-use lines::Splitter;
+use reader::{Reader, last_bytes};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// Safety-net poll of a quiet file whose changes arrive as filesystem events.
@@ -86,7 +87,7 @@ impl Parked {
             return true;
         }
         match self.0.file.metadata() {
-            Ok(m) => m.len() != self.0.pos || m.nlink() == 0,
+            Ok(m) => m.len() != self.0.r.pos || m.nlink() == 0,
             Err(_) => true,
         }
     }
@@ -140,7 +141,7 @@ pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Resul
     stats::add(&pipeline.stats.files_open, 1);
     let t = Box::new(Tailer {
         park: start.park,
-        splitter: Splitter::new(params.max_line_bytes),
+        r: Reader::new(params.max_line_bytes, start.offset, before, boundary_marker),
         pipeline,
         params,
         file: start.file,
@@ -152,15 +153,8 @@ pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Resul
         path_check_pending: true,
         generation,
         fingerprint: fp,
-        pos: start.offset,
-        boundary: start.offset,
-        boundary_marker,
-        carry: Vec::new(),
-        before,
         last_data: Instant::now(),
         rotated: false,
-        truncation_warnings: 0,
-        nul_warned: false,
         name,
     });
     start_thread(t).map_err(|(mut t, e)| {
@@ -210,21 +204,10 @@ struct Tailer {
     path_check_pending: bool,
     generation: u32,
     fingerprint: Fingerprint,
-    /// Next byte to read.
-    pos: u64,
-    /// Just past the last whole line handed on: where a reopen resumes.
-    boundary: u64,
-    /// Hash of the bytes just before `boundary`.
-    boundary_marker: u64,
-    /// A partial line: the bytes just before `pos` (empty while skipping a long line).
-    carry: Vec<u8>,
-    /// Up to MARKER_BYTES bytes that precede `pos - carry.len()`.
-    before: Vec<u8>,
+    /// Position, partial line and markers: the shared read loop's state.
+    r: Reader,
     last_data: Instant,
     rotated: bool,
-    truncation_warnings: u64,
-    nul_warned: bool,
-    splitter: Splitter,
 }
 
 enum Step {
@@ -246,17 +229,6 @@ enum Exit {
 /// A quiet file whose changes arrive as events parks after this long.
 const PARK_AFTER: Duration = Duration::from_secs(2);
 
-/// The last `n` bytes of `a` followed by `b`.
-fn last_bytes(a: &[u8], b: &[u8], n: usize) -> Vec<u8> {
-    if b.len() >= n {
-        return b[b.len() - n..].to_vec();
-    }
-    let from_a = (n - b.len()).min(a.len());
-    let mut v = a[a.len() - from_a..].to_vec();
-    v.extend_from_slice(b);
-    v
-}
-
 impl Tailer {
     fn park_after(&self) -> Duration {
         PARK_AFTER.max(self.params.poll_interval * 4)
@@ -267,7 +239,7 @@ impl Tailer {
     }
 
     fn run(mut self: Box<Self>) {
-        debug!(path = %self.path_display(), offset = self.pos, "tailing");
+        debug!(path = %self.path_display(), offset = self.r.pos, "tailing");
         let exit = self.main_loop();
         if exit == Exit::Park {
             let park = self.park.clone();
@@ -285,15 +257,15 @@ impl Tailer {
         let stats = self.pipeline.stats.clone();
         {
             let mut p = self.state.progress();
-            p.read_offset = self.boundary;
+            p.read_offset = self.r.boundary;
             p.last_seen = crate::event::unix_now();
         }
         match exit {
             Exit::Rotated => {
-                info!(path = %self.path_display(), offset = self.pos, "rotated file drained and quiet; closed")
+                info!(path = %self.path_display(), offset = self.r.pos, "rotated file drained and quiet; closed")
             }
             Exit::Inactive => {
-                debug!(path = %self.path_display(), offset = self.boundary, "file inactive; closed")
+                debug!(path = %self.path_display(), offset = self.r.boundary, "file inactive; closed")
             }
             Exit::Stop | Exit::Park => {}
         }
@@ -334,22 +306,15 @@ impl Tailer {
     /// One read into a pool buffer; sends a batch if whole lines (or skipped bytes) came out.
     fn read_once(&mut self) -> Step {
         // Nothing new (the common case of a wake-up or poll): no buffer, no read.
-        if self.file.metadata().is_ok_and(|m| m.len() == self.pos) {
+        if self.file.metadata().is_ok_and(|m| m.len() == self.r.pos) {
             return Step::Eof;
         }
-        let Some(mut buf) = self.pipeline.pool.take(&self.pipeline.stop) else {
+        let Some(buf) = self.pipeline.pool.take(&self.pipeline.stop) else {
             return Step::Stop;
         };
-        let chunk = self.pipeline.pool.chunk;
-        buf.extend_from_slice(&self.carry);
-        let base = self.pos - self.carry.len() as u64;
-        let have = buf.len();
-        if buf.capacity() - have < chunk / 2 {
-            buf.reserve(chunk);
-        }
-        buf.resize(buf.capacity(), 0);
+        let (mut buf, have) = self.r.prepare(buf, self.pipeline.pool.chunk);
         let n = loop {
-            match self.file.read_at(&mut buf[have..], self.pos) {
+            match self.file.read_at(&mut buf[have..], self.r.pos) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -360,7 +325,6 @@ impl Tailer {
         };
         // A read that did not fill the buffer reached the end: no need to read again to see it.
         self.short_read = have + n < buf.len();
-        buf.truncate(have + n);
         if n == 0 {
             self.pipeline.pool.give(buf);
             return Step::Eof;
@@ -370,70 +334,20 @@ impl Tailer {
             self.content_replaced();
             return Step::Data;
         }
-        self.pos += n as u64;
-        self.carry.clear();
-        stats::add(&self.pipeline.stats.bytes_read, n as u64);
-        stats::add(&self.state.bytes_read, n as u64);
-
-        let mut lines = Vec::new();
-        let (truncated, nuls) = (self.splitter.truncated, self.splitter.nul_bytes);
-        let split = self.splitter.split(&buf, &mut lines);
-        self.carry.extend_from_slice(&buf[split.cut..]);
-        let new_before = last_bytes(&self.before, &buf[..split.cut], MARKER_BYTES);
-        self.note_anomalies(truncated, nuls, base);
-        let old_boundary = self.boundary;
-        if let Some(b) = split.boundary {
-            self.boundary = base + b as u64;
-            self.boundary_marker = fnv1a(&last_bytes(&self.before, &buf[..b], MARKER_BYTES));
-        }
-        self.before = new_before;
-        buf.truncate(split.cut);
-        if lines.is_empty() && self.boundary == old_boundary {
-            self.pipeline.pool.give(buf);
-            return Step::Data;
-        }
-        self.send(buf, base, lines)
-    }
-
-    fn send(&mut self, buf: Vec<u8>, base: u64, lines: Vec<Line>) -> Step {
-        stats::add(&self.pipeline.stats.lines_read, lines.len() as u64);
-        stats::add(&self.state.lines_read, lines.len() as u64);
-        let ticket = self.state.read_up_to(self.boundary, self.boundary_marker);
-        let batch = Batch {
-            file: self.state.clone(),
-            ticket,
-            buf,
-            base_offset: base,
-            lines,
-            end_offset: self.boundary,
-            marker: self.boundary_marker,
-            read_time: SystemTime::now(),
-        };
-        match self.pipeline.tx.send(batch) {
-            Ok(()) => Step::Data,
-            Err(_) => Step::Stop,
+        match self.r.take(buf, have, n, &self.pipeline, &self.state) {
+            Ok(framed) => self.send(framed),
+            Err(buf) => {
+                self.pipeline.pool.give(buf);
+                Step::Data
+            }
         }
     }
 
-    fn note_anomalies(&mut self, truncated_before: u64, nuls_before: u64, base: u64) {
-        let t = self.splitter.truncated - truncated_before;
-        if t > 0 {
-            stats::add(&self.pipeline.stats.lines_truncated, t);
-            self.truncation_warnings += t;
-            // Warn on the first few, then sparsely: a binary file must not flood the log.
-            if self.truncation_warnings <= 10 || self.truncation_warnings.is_multiple_of(1000) {
-                warn!(path = %self.path_display(), near_offset = base, max_line_bytes = self.params.max_line_bytes,
-                    total_truncated = self.splitter.truncated, "line longer than max_line_bytes truncated");
-            }
-        }
-        let z = self.splitter.nul_bytes - nuls_before;
-        if z > 0 {
-            stats::add(&self.pipeline.stats.nul_bytes_skipped, z);
-            if !self.nul_warned {
-                self.nul_warned = true;
-                warn!(path = %self.path_display(), near_offset = base, nul_bytes = z,
-                    "skipped NUL bytes at a line start (copytruncate with a writer not using O_APPEND?); counted, warned once per file");
-            }
+    fn send(&mut self, framed: reader::Framed) -> Step {
+        if self.r.send(framed, &self.pipeline, &self.state) {
+            Step::Data
+        } else {
+            Step::Stop
         }
     }
 
@@ -447,9 +361,9 @@ impl Tailer {
             }
         };
         self.state.size.store(meta.len(), Ordering::Relaxed);
-        if meta.len() < self.pos {
+        if meta.len() < self.r.pos {
             stats::add(&self.pipeline.stats.rotations_truncate, 1);
-            info!(path = %self.path_display(), size = meta.len(), offset = self.pos, "file truncated (copytruncate?); reading it from the start");
+            info!(path = %self.path_display(), size = meta.len(), offset = self.r.pos, "file truncated (copytruncate?); reading it from the start");
             self.reset();
             return None;
         }
@@ -470,7 +384,7 @@ impl Tailer {
                 self.rotated = true;
                 self.state.progress().rotated_away = true;
                 stats::add(&self.pipeline.stats.rotations_rename, 1);
-                info!(path = %self.path_display(), offset = self.pos, "file rotated away or deleted; draining it");
+                info!(path = %self.path_display(), offset = self.r.pos, "file rotated away or deleted; draining it");
             }
             if quiet >= self.params.rotate_wait {
                 self.flush_partial();
@@ -495,8 +409,8 @@ impl Tailer {
                 return Some(Exit::Park);
             }
         }
-        if quiet >= Duration::from_secs(2) && self.carry.capacity() > 4096 {
-            self.carry.shrink_to_fit();
+        if quiet >= Duration::from_secs(2) && self.r.carry.capacity() > 4096 {
+            self.r.carry.shrink_to_fit();
         }
         None
     }
@@ -512,25 +426,18 @@ impl Tailer {
 
     /// Delivers a last line that has no newline (no more data can come) and moves past it.
     fn flush_partial(&mut self) {
-        if self.boundary >= self.pos {
+        if self.r.boundary >= self.r.pos {
             return;
         }
-        let Some(mut buf) = self.pipeline.pool.take(&self.pipeline.stop) else {
+        let Some(buf) = self.pipeline.pool.take(&self.pipeline.stop) else {
             return;
         };
-        let base = self.pos - self.carry.len() as u64;
-        let mut lines = Vec::new();
-        if !self.carry.is_empty() {
-            buf.extend_from_slice(&self.carry);
-            lines.push(Line {
-                start: 0,
-                end: buf.len() as u32,
-            });
+        match self.r.flush_partial(buf) {
+            Ok(framed) => {
+                let _ = self.send(framed);
+            }
+            Err(buf) => self.pipeline.pool.give(buf),
         }
-        self.boundary_marker = fnv1a(&last_bytes(&self.before, &buf, MARKER_BYTES));
-        self.carry.clear();
-        self.boundary = self.pos;
-        let _ = self.send(buf, base, lines);
     }
 
     /// Sleeps until an event, stop, or the poll timeout; true when a long (idle) poll timed out.
@@ -579,7 +486,7 @@ impl Tailer {
     /// checking after the read also catches a rewrite that races with it.) Upgrades a short
     /// fingerprint as the file grows.
     fn content_changed(&mut self) -> bool {
-        let tail = last_bytes(&self.before, &self.carry, MARKER_BYTES);
+        let tail = last_bytes(&self.r.before, &self.r.carry, MARKER_BYTES);
         let head = match read_at_most(&self.file, 0, FINGERPRINT_BYTES) {
             Ok(h) => h,
             Err(_) => return false,
@@ -588,9 +495,9 @@ impl Tailer {
             true
         } else {
             // Same head: the bytes just before our position must still be the ones we read.
-            let at = self.pos - tail.len() as u64;
+            let at = self.r.pos - tail.len() as u64;
             !tail.is_empty()
-                && self.pos > u64::from(self.fingerprint.len)
+                && self.r.pos > u64::from(self.fingerprint.len)
                 && read_at_most(&self.file, at, tail.len())
                     .map(|b| b != tail)
                     .unwrap_or(false)
@@ -606,7 +513,7 @@ impl Tailer {
 
     fn content_replaced(&mut self) {
         stats::add(&self.pipeline.stats.rotations_fingerprint, 1);
-        info!(path = %self.path_display(), offset = self.pos, "file content replaced under the same inode (truncated and rewritten); reading it from the start");
+        info!(path = %self.path_display(), offset = self.r.pos, "file content replaced under the same inode (truncated and rewritten); reading it from the start");
         self.reset();
     }
 
@@ -618,11 +525,7 @@ impl Tailer {
     /// Starts the file over as a new generation.
     fn reset(&mut self) {
         self.generation = self.generation.wrapping_add(1);
-        self.pos = 0;
-        self.boundary = 0;
-        self.carry.clear();
-        self.before.clear();
-        self.splitter.skipping = false;
+        self.r.reset();
         self.fingerprint = Fingerprint::read(&self.file).unwrap_or_default();
         let mut p = self.state.progress();
         p.generation = self.generation;
@@ -631,18 +534,5 @@ impl Tailer {
         p.acked_offset = 0;
         p.acked_marker = fnv1a(b"");
         p.read_marker = fnv1a(b"");
-        self.boundary_marker = fnv1a(b"");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::last_bytes;
-
-    #[test]
-    fn last_bytes_spans_both() {
-        assert_eq!(last_bytes(b"abc", b"de", 4), b"bcde");
-        assert_eq!(last_bytes(b"abc", b"defgh", 4), b"efgh");
-        assert_eq!(last_bytes(b"", b"x", 4), b"x");
     }
 }

@@ -901,3 +901,13 @@ pub fn files_with_prefix(dir: &Path, prefix: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// logrotate `compress`: `gzip path` (the plain file is removed once the archive is written).
+pub fn gzip_in_place(path: &Path) {
+    let st = Command::new("gzip")
+        .arg(path)
+        .status()
+        .expect("run gzip (is it installed?)");
+    assert!(st.success(), "gzip {} failed: {st:?}", path.display());
+    assert!(!path.exists(), "gzip left {} behind", path.display());
+}
