@@ -4,7 +4,8 @@
 //! bytes before the checkpointed offset), and drained from that offset. What cannot be found
 //! is warned about: a loss is never silent.
 
-use super::{Discovery, Found, holds_content};
+use super::recognize::holds_content;
+use super::{Discovery, Found};
 use crate::event::FileState;
 use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, read_at_most};
 use crate::tailer::gzip;
