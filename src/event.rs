@@ -62,6 +62,15 @@ impl Progress {
         }
     }
 
+    /// What was read of the file, to recognise it by (see identity::holds).
+    pub fn recorded(&self) -> crate::identity::Recorded {
+        crate::identity::Recorded {
+            fingerprint: self.fingerprint,
+            offset: self.read_offset,
+            marker: self.read_marker,
+        }
+    }
+
     /// Whether a compressed file has been read and delivered to its end.
     pub fn is_complete(&self) -> bool {
         self.complete_at.is_some_and(|t| self.acked_offset >= t)

@@ -104,6 +104,61 @@ pub fn marker_at(file: &File, offset: u64) -> io::Result<u64> {
     Ok(fnv1a(&bytes))
 }
 
+/// What a reader recorded of a file's content: enough to know the file again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Of its first bytes.
+    pub fingerprint: Fingerprint,
+    /// How far it was read.
+    pub offset: u64,
+    /// Hash of the bytes just before `offset`.
+    pub marker: u64,
+}
+
+/// The identity decision: whether a file whose first bytes are now `head`, and whose bytes
+/// before the recorded offset hash to `marker_now()` (None: it is shorter than that, or cannot
+/// be read so far; asked only when the head matches, as it may mean decompressing), still holds the content `rec` was read from. Same inode or not, this is what
+/// tells the file read before from a truncated, rewritten or new one (a common banner, the
+/// inode reused), and a copy or an archive of it from another file.
+pub fn holds(rec: &Recorded, head: &[u8], marker_now: impl FnOnce(u64) -> Option<u64>) -> bool {
+    rec.fingerprint.matches_head(head) && marker_now(rec.offset) == Some(rec.marker)
+}
+
+/// A regular file of a directory, with its identity.
+#[derive(Debug, Clone)]
+pub struct DirFile {
+    /// Its path.
+    pub path: std::path::PathBuf,
+    /// (device, inode).
+    pub key: FileKey,
+    /// Its size.
+    pub size: u64,
+    /// Its modification time (Unix seconds).
+    pub mtime: i64,
+}
+
+/// The regular files of `dir` (not links), newest first: where a file rotated away from a
+/// path in `dir` is looked for. Empty when `dir` cannot be listed.
+pub fn regular_files(dir: &std::path::Path) -> Vec<DirFile> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut all: Vec<DirFile> = rd
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok().filter(|m| m.is_file())?;
+            Some(DirFile {
+                path: e.path(),
+                key: FileKey::of(&m),
+                size: m.len(),
+                mtime: m.mtime(),
+            })
+        })
+        .collect();
+    all.sort_by_key(|f| std::cmp::Reverse(f.mtime));
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +191,59 @@ mod tests {
         let ka = FileKey::of(&std::fs::metadata(&a).unwrap());
         let kb = FileKey::of(&std::fs::metadata(&b).unwrap());
         assert_ne!(ka, kb);
+    }
+
+    fn rec(content: &[u8], offset: usize) -> Recorded {
+        Recorded {
+            fingerprint: Fingerprint::of_head(content),
+            offset: offset as u64,
+            marker: fnv1a(&content[offset.saturating_sub(MARKER_BYTES)..offset]),
+        }
+    }
+
+    fn marker_of(content: &[u8], offset: usize) -> Option<u64> {
+        (content.len() >= offset)
+            .then(|| fnv1a(&content[offset.saturating_sub(MARKER_BYTES)..offset]))
+    }
+
+    #[test]
+    fn identity_decision() {
+        let banner = b"=== app v1 started ===\n".to_vec();
+        let mut old = banner.clone();
+        old.extend_from_slice(b"first generation line 1\nline 2\n");
+        let r = rec(&old, old.len());
+        // The same file, grown: yes.
+        let mut grown = old.clone();
+        grown.extend_from_slice(b"more\n");
+        assert!(holds(&r, &grown, |o| marker_of(&grown, o as usize)));
+        // Truncated (copytruncate): shorter than the offset, no marker there.
+        assert!(!holds(&r, &banner, |o| marker_of(&banner, o as usize)));
+        // Rewritten past the offset with the same banner (inode reused): the bytes before
+        // the offset differ.
+        let mut other = banner.clone();
+        other.extend_from_slice(b"second generation, a longer line 1\nline 2\n");
+        assert!(!holds(&r, &other, |o| marker_of(&other, o as usize)));
+        // Another head: no, whatever the marker says.
+        let mut moved = b"X".to_vec();
+        moved.extend_from_slice(&old[1..]);
+        assert!(!holds(&r, &moved, |o| marker_of(&moved, o as usize)));
+        // A short file fingerprinted early, read again when longer: yes.
+        let short = rec(b"ab\n", 3);
+        assert!(holds(&short, b"ab\ncd\n", |o| marker_of(
+            b"ab\ncd\n",
+            o as usize
+        )));
+    }
+
+    #[test]
+    fn regular_files_newest_first_without_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a"), "a").unwrap();
+        let files = regular_files(dir.path());
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].size, 1);
+        assert!(regular_files(&dir.path().join("missing")).is_empty());
     }
 
     #[test]

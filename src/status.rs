@@ -136,17 +136,12 @@ fn locate(e: &Entry, agent: Option<&Agent>, hint: Option<u64>) -> (Option<u64>, 
         return (Some(m.len()), "tracked".into());
     }
     // Renamed (rotated): look in the same directory.
-    if let Some(dir) = e.path.parent()
-        && let Ok(rd) = std::fs::read_dir(dir)
-    {
-        for d in rd.flatten() {
-            if let Ok(m) = d.metadata()
-                && m.is_file()
-                && FileKey::of(&m) == key
-            {
-                return (Some(m.len()), format!("rotated to {}", d.path().display()));
-            }
-        }
+    if let Some(f) = e.path.parent().and_then(|dir| {
+        crate::identity::regular_files(dir)
+            .into_iter()
+            .find(|f| f.key == key)
+    }) {
+        return (Some(f.size), format!("rotated to {}", f.path.display()));
     }
     match (agent.and_then(|a| a.open.get(&key)), hint) {
         (Some(&size), _) => (Some(size), GONE_OPEN.into()),

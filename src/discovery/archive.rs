@@ -31,9 +31,23 @@ enum Original {
 pub(super) const GZ_SETTLE_SCANS: u32 = 3;
 pub(super) const GZ_SETTLE_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 /// An archive not tracked yet and not looked at for this long is gone (or was never ours).
-pub(super) const GZ_FORGET_UNTRACKED: std::time::Duration = std::time::Duration::from_secs(60);
+const GZ_FORGET_UNTRACKED: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Discovery {
+    /// Sizes matter for archives still to be read (looked at lately, if not tracked yet:
+    /// waiting for gzip or for their plain original), and for damaged ones (may grow).
+    pub(super) fn forget_archive_sizes(&mut self) {
+        let registry = self.input.registry.lock();
+        self.gz_attempts
+            .retain(|k, &mut (_, _, looked)| match registry.get(k) {
+                Some(st) => {
+                    let p = st.progress();
+                    p.complete_at.is_none() || p.archive_size.is_none()
+                }
+                None => looked.elapsed() < GZ_FORGET_UNTRACKED,
+            });
+    }
+
     /// Whether a compressed file is still to be read (being written, or waiting for its plain
     /// original to be drained).
     pub(super) fn gz_pending(&self) -> bool {

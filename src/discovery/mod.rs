@@ -3,12 +3,13 @@
 
 use crate::config::StartAt;
 use crate::event::{FileState, Progress, unix_now};
-use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, fnv1a, marker_at, read_at_most};
+use crate::identity::{
+    FINGERPRINT_BYTES, FileKey, Fingerprint, fnv1a, holds, marker_at, read_at_most,
+};
 use crate::tailer::{self, Parked, Pipeline, Start, gzip};
 use crossbeam_channel::{Receiver, Sender};
 use notify::RecursiveMode;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,16 +25,19 @@ mod tailers;
 mod watch;
 mod while_stopped;
 
-use archive::GZ_FORGET_UNTRACKED;
 pub use globs::{Input, normalize};
 use recognize::{replaced_at_inode, same_file};
-use watch::{DirStamp, Listing, local_events};
+use watch::{Listing, local_events};
 
 /// Checkpoint entries of files unseen for this long are forgotten.
 const FORGET_AFTER_SECS: u64 = 24 * 3600;
 
 /// Replaced states kept for matching compressed archives.
 const RETIRED_KEPT: usize = 64;
+
+/// Every this many scans (from the first), ended tailers' handles, day-old checkpoint entries
+/// and sizes of archives no longer pending are forgotten.
+const HOUSEKEEPING_EVERY: u64 = 60;
 
 /// Every this many scans, even files known to be open are stat()ed again (a safety net for
 /// missed filesystem events).
@@ -54,10 +58,8 @@ struct Discovery {
     input: Arc<Input>,
     pipeline: Pipeline,
     host: Arc<str>,
-    /// Wake senders of running tailers, by every path their events may name.
-    wakers: HashMap<OsString, (Sender<()>, Arc<FileState>)>,
-    /// Wake sender of each running tailer, by file identity.
-    senders: HashMap<FileKey, Sender<()>>,
+    /// Wake handles of running tailers, by identity and by the paths events name them by.
+    handles: tailers::Handles,
     /// States replaced because their inode now holds a new file, for matching archives.
     retired: Vec<Arc<FileState>>,
     /// Compressed files: (size, scans seen at that size), to tell growing from damaged.
@@ -117,8 +119,7 @@ impl Discovery {
             input,
             pipeline,
             host,
-            wakers: HashMap::new(),
-            senders: HashMap::new(),
+            handles: tailers::Handles::default(),
             parked: HashMap::new(),
             retired: Vec::new(),
             strays: Vec::new(),
@@ -217,20 +218,7 @@ impl Discovery {
         // mtime moves with every create, delete and rename) need not be listed again, unless
         // something there waits for the next scan: a retry, a descriptor, an archive.
         let quiet = !full && self.warned.is_empty() && self.waiting == 0 && !self.gz_pending();
-        let mut stamps = HashMap::new();
-        let input = self.input.clone();
-        for (dir, _) in input.single_dir.iter().flatten() {
-            let stamp = DirStamp::of(dir);
-            let was = self.listed.get(dir).map(|l| l.stamp.key);
-            if was.is_some() && was != stamp.map(|s| s.key) {
-                // Removed (and maybe created again): its watch went with the old directory.
-                debug!(dir = %dir.display(), "directory removed or replaced; watching it anew");
-                self.watched.remove(dir);
-                self.listed.remove(dir);
-                self.watch(dir, RecursiveMode::NonRecursive);
-            }
-            stamps.insert(dir.clone(), stamp);
-        }
+        let stamps = self.stamp_dirs();
         let unchanged = |dir: &Path| {
             quiet
                 && self.is_watched(dir)
@@ -241,35 +229,7 @@ impl Discovery {
                 })
         };
         let candidates = self.input.candidates(walk_trees, &unchanged);
-        let listed: Vec<(PathBuf, Listing)> = stamps
-            .iter()
-            .filter(|(dir, _)| !unchanged(dir))
-            .filter_map(|(dir, s)| {
-                let stamp = (*s)?;
-                // Links change targets without an event here.
-                let links = candidates
-                    .iter()
-                    .any(|c| !c.plain && c.path.parent() == Some(dir.as_path()));
-                // In a directory reached through a link, events carry the real path, which the
-                // globs do not match; on a remote filesystem they miss other machines' writes.
-                // Both hold as long as the directory (followed through links) is the same one.
-                let indirect = match self.listed.get(dir) {
-                    Some(l) if l.stamp.key == stamp.key => l.indirect,
-                    _ => {
-                        std::fs::canonicalize(dir).map_or(true, |real| real != *dir)
-                            || !local_events(dir)
-                    }
-                };
-                Some((
-                    dir.clone(),
-                    Listing {
-                        stamp,
-                        links,
-                        indirect,
-                    },
-                ))
-            })
-            .collect();
+        let listed = self.new_listings(&stamps, &candidates, &unchanged);
         self.listed.extend(listed);
         self.waiting = 0;
         for c in candidates {
@@ -278,9 +238,9 @@ impl Discovery {
             if !full
                 && c.plain
                 && self
-                    .wakers
-                    .get(c.path.as_os_str())
-                    .is_some_and(|(_, st)| st.is_active())
+                    .handles
+                    .at(c.path.as_os_str())
+                    .is_some_and(|st| st.is_active())
                 && c.path.parent().is_some_and(|d| self.is_watched(d))
             {
                 continue;
@@ -293,31 +253,13 @@ impl Discovery {
         self.pipeline.slots.set_waiting(self.waiting);
         if self.waiting > 0 {
             // Files wait for descriptors: quiet tailers must look now whether to give theirs up.
-            for (w, _) in self.wakers.values() {
-                let _ = w.try_send(());
-            }
+            self.handles.wake_all();
         }
         self.scans += 1;
-        if self.scans % 60 == 1 {
-            // A tailer that ended leaves its sender behind; a live one must not be woken here.
-            self.wakers.retain(|_, (_, st)| st.is_active());
-            {
-                let registry = self.input.registry.lock();
-                self.senders
-                    .retain(|k, _| registry.get(k).is_some_and(|st| st.is_active()));
-            }
+        if self.scans % HOUSEKEEPING_EVERY == 1 {
+            self.handles.prune();
             self.forget_old();
-            // Sizes matter for archives still to be read (looked at lately, if not tracked yet:
-            // waiting for gzip or for their plain original), and for damaged ones (may grow).
-            let registry = self.input.registry.lock();
-            self.gz_attempts
-                .retain(|k, &mut (_, _, looked)| match registry.get(k) {
-                    Some(st) => {
-                        let p = st.progress();
-                        p.complete_at.is_none() || p.archive_size.is_none()
-                    }
-                    None => looked.elapsed() < GZ_FORGET_UNTRACKED,
-                });
+            self.forget_archive_sizes();
         }
         tracing::trace!(took = ?t0.elapsed(), "scan");
     }
@@ -365,7 +307,7 @@ impl Discovery {
             }
             if st.is_active() {
                 drop(p);
-                self.add_waker(path, st);
+                self.handles.alias(path, st);
                 return;
             }
             if gzip::is_gzip(path) {
@@ -469,9 +411,7 @@ impl Discovery {
                     return Ok(Opened::Skipped);
                 }
                 let mut p = st.progress();
-                let resumable = p.fingerprint.matches_head(&head)
-                    && size >= p.read_offset
-                    && marker_at(&file, p.read_offset).ok() == Some(p.read_marker);
+                let resumable = holds(&p.recorded(), &head, |at| marker_at(&file, at).ok());
                 if resumable {
                     if p.read_offset == size && rotated {
                         return Ok(Opened::Skipped);
@@ -533,15 +473,9 @@ impl Discovery {
             ));
         }
         debug!(path = %path.display(), offset, size, "opened");
-        // The newest file at a path owns that path's events; an older one found under another
-        // name (rotated) must not take them over.
-        self.wakers
-            .insert(path.as_os_str().to_owned(), (wtx.clone(), state.clone()));
-        self.senders.insert(state.key, wtx.clone());
-        if let Some(real) = real {
-            self.wakers
-                .insert(real.into_os_string(), (wtx, state.clone()));
-        }
+        let names = std::iter::once(path.as_os_str().to_owned());
+        self.handles
+            .started(&state, wtx, names.chain(real.map(PathBuf::into_os_string)));
         Ok(Opened::Started)
     }
 

@@ -2,7 +2,7 @@
 //! a state read (its head and the bytes before its offset), plain or decompressed.
 
 use crate::event::FileState;
-use crate::identity::{FINGERPRINT_BYTES, FileKey, marker_at, read_at_most};
+use crate::identity::{FINGERPRINT_BYTES, FileKey, holds, marker_at, read_at_most};
 use crate::tailer::gzip;
 use std::fs::File;
 use std::path::Path;
@@ -41,15 +41,12 @@ pub(super) fn replaced_at_inode(st: &FileState, path: &Path, size: u64) -> bool 
 /// Whether `file` holds what a state read: its head (fingerprint) and the bytes before its
 /// read offset (marker), decompressed for an archive.
 pub(super) fn holds_content(file: &File, archive: bool, st: &FileState) -> bool {
-    let (fingerprint, offset, marker) = {
-        let p = st.progress();
-        (p.fingerprint, p.read_offset, p.read_marker)
-    };
+    let rec = st.progress().recorded();
     if archive {
-        gzip::decompressed_head(file).is_ok_and(|h| fingerprint.matches_head(&h))
-            && gzip::marker_at(file, offset).ok().flatten() == Some(marker)
+        gzip::decompressed_head(file)
+            .is_ok_and(|h| holds(&rec, &h, |at| gzip::marker_at(file, at).ok().flatten()))
     } else {
-        read_at_most(file, 0, FINGERPRINT_BYTES).is_ok_and(|h| fingerprint.matches_head(&h))
-            && marker_at(file, offset).ok() == Some(marker)
+        read_at_most(file, 0, FINGERPRINT_BYTES)
+            .is_ok_and(|h| holds(&rec, &h, |at| marker_at(file, at).ok()))
     }
 }

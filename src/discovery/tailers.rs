@@ -3,7 +3,11 @@
 
 use super::Discovery;
 use crate::event::FileState;
+use crate::identity::FileKey;
 use crate::tailer::Parked;
+use crossbeam_channel::{Sender, TrySendError};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,19 +55,81 @@ impl Discovery {
             }
         }
     }
+}
 
-    pub(super) fn add_waker(&mut self, path: &Path, st: &Arc<FileState>) {
-        let known = self
-            .wakers
-            .get(path.as_os_str())
-            .is_some_and(|(_, s)| Arc::ptr_eq(s, st));
-        if !known
-            && st.is_active()
-            && let Some(w) = self.senders.get(&st.key).cloned()
-        {
-            // Events now name the file under this path too (renamed, or a second link).
-            self.wakers
-                .insert(path.as_os_str().to_owned(), (w, st.clone()));
+/// Wake handles of running tailers: one per file identity, and the paths events name it by.
+#[derive(Default)]
+pub(super) struct Handles {
+    by_key: HashMap<FileKey, Handle>,
+    /// The newest file at a path owns that path's events; an older one found under another
+    /// name (rotated) does not take them over.
+    by_path: HashMap<OsString, FileKey>,
+}
+
+/// How to wake one running tailer.
+struct Handle {
+    wake: Sender<()>,
+    state: Arc<FileState>,
+}
+
+impl Handles {
+    /// A tailer started for `state`, woken through `wake`, named by `paths` in events.
+    pub(super) fn started(
+        &mut self,
+        state: &Arc<FileState>,
+        wake: Sender<()>,
+        paths: impl IntoIterator<Item = OsString>,
+    ) {
+        for p in paths {
+            self.by_path.insert(p, state.key);
         }
+        let state = state.clone();
+        self.by_key.insert(state.key, Handle { wake, state });
+    }
+
+    /// The state of the tailer that events naming `path` are for.
+    pub(super) fn at(&self, path: &OsStr) -> Option<&Arc<FileState>> {
+        let key = self.by_path.get(path)?;
+        self.by_key.get(key).map(|h| &h.state)
+    }
+
+    /// Wakes the tailer that events naming `path` are for; false when there is none running
+    /// (the name is forgotten when its tailer ended).
+    pub(super) fn wake(&mut self, path: &OsStr) -> bool {
+        let Some(h) = self.by_path.get(path).and_then(|k| self.by_key.get(k)) else {
+            return false;
+        };
+        match h.wake.try_send(()) {
+            Ok(()) | Err(TrySendError::Full(())) => true,
+            Err(TrySendError::Disconnected(())) => {
+                self.by_path.remove(path);
+                false
+            }
+        }
+    }
+
+    /// Wakes every running tailer (events were lost, or files wait for descriptors).
+    pub(super) fn wake_all(&self) {
+        for h in self.by_key.values() {
+            let _ = h.wake.try_send(());
+        }
+    }
+
+    /// Events now name the running file of `st` by `path` too (renamed, or a second link).
+    pub(super) fn alias(&mut self, path: &Path, st: &Arc<FileState>) {
+        let current = self
+            .by_key
+            .get(&st.key)
+            .is_some_and(|h| Arc::ptr_eq(&h.state, st));
+        if current && st.is_active() {
+            self.by_path.insert(path.as_os_str().to_owned(), st.key);
+        }
+    }
+
+    /// Forgets the handles of tailers that ended (a live one must not be woken here).
+    pub(super) fn prune(&mut self) {
+        self.by_key.retain(|_, h| h.state.is_active());
+        let by_key = &self.by_key;
+        self.by_path.retain(|_, k| by_key.contains_key(k));
     }
 }

@@ -2,16 +2,71 @@
 //! file's directory, and what a filesystem event means: wake a tailer, or look at a path.
 
 use super::Discovery;
+use super::globs::Candidate;
 use crate::identity::FileKey;
 use crate::tailer::Parked;
-use crossbeam_channel::TrySendError;
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tracing::debug;
 
 impl Discovery {
+    /// Each single-directory glob's directory as it is now; one removed or replaced since it
+    /// was listed is watched anew (its watch went with the old directory).
+    pub(super) fn stamp_dirs(&mut self) -> HashMap<PathBuf, Option<DirStamp>> {
+        let mut stamps = HashMap::new();
+        let input = self.input.clone();
+        for (dir, _) in input.single_dir.iter().flatten() {
+            let stamp = DirStamp::of(dir);
+            let was = self.listed.get(dir).map(|l| l.stamp.key);
+            if was.is_some() && was != stamp.map(|s| s.key) {
+                debug!(dir = %dir.display(), "directory removed or replaced; watching it anew");
+                self.watched.remove(dir);
+                self.listed.remove(dir);
+                self.watch(dir, RecursiveMode::NonRecursive);
+            }
+            stamps.insert(dir.clone(), stamp);
+        }
+        stamps
+    }
+
+    /// What this scan learnt of each directory it listed.
+    pub(super) fn new_listings(
+        &self,
+        stamps: &HashMap<PathBuf, Option<DirStamp>>,
+        candidates: &[Candidate],
+        unchanged: &dyn Fn(&Path) -> bool,
+    ) -> Vec<(PathBuf, Listing)> {
+        stamps
+            .iter()
+            .filter(|(dir, _)| !unchanged(dir))
+            .filter_map(|(dir, s)| {
+                let stamp = (*s)?;
+                // Links change targets without an event here.
+                let links = candidates
+                    .iter()
+                    .any(|c| !c.plain && c.path.parent() == Some(dir.as_path()));
+                // In a directory reached through a link, events carry the real path, which the
+                // globs do not match; on a remote filesystem they miss other machines' writes.
+                // Both hold as long as the directory (followed through links) is the same one.
+                let indirect = match self.listed.get(dir) {
+                    Some(l) if l.stamp.key == stamp.key => l.indirect,
+                    _ => {
+                        std::fs::canonicalize(dir).map_or(true, |real| real != *dir)
+                            || !local_events(dir)
+                    }
+                };
+                let listing = Listing {
+                    stamp,
+                    links,
+                    indirect,
+                };
+                Some((dir.clone(), listing))
+            })
+            .collect()
+    }
+
     pub(super) fn on_event(
         &mut self,
         ev: notify::Result<notify::Event>,
@@ -30,9 +85,7 @@ impl Discovery {
         if ev.need_rescan() {
             // Events were lost: every tailer looks again, and the next scan stats every file.
             self.full_scan_due = true;
-            for (w, _) in self.wakers.values() {
-                let _ = w.try_send(());
-            }
+            self.handles.wake_all();
             let all: Vec<Parked> = self.parked.drain().map(|(_, p)| p).collect();
             for p in all {
                 self.resume(p);
@@ -53,23 +106,14 @@ impl Discovery {
         }
         for p in ev.paths {
             let parked_key = self
-                .wakers
-                .get(p.as_os_str())
-                .map(|(_, st)| st.key)
+                .handles
+                .at(p.as_os_str())
+                .map(|st| st.key)
                 .filter(|k| self.parked.contains_key(k));
             if let Some(pk) = parked_key.and_then(|k| self.parked.remove(&k)) {
                 self.resume(pk);
             }
-            let woke = match self.wakers.get(p.as_os_str()) {
-                Some((w, _)) => match w.try_send(()) {
-                    Ok(()) | Err(TrySendError::Full(())) => true,
-                    Err(TrySendError::Disconnected(())) => {
-                        self.wakers.remove(p.as_os_str());
-                        false
-                    }
-                },
-                None => false,
-            };
+            let woke = self.handles.wake(p.as_os_str());
             let structural = matches!(
                 ev.kind,
                 EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))

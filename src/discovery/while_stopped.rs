@@ -7,23 +7,16 @@
 use super::recognize::holds_content;
 use super::{Discovery, Found};
 use crate::event::FileState;
-use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, read_at_most};
+use crate::identity::{
+    DirFile as Entry, FINGERPRINT_BYTES, FileKey, Fingerprint, read_at_most, regular_files,
+};
 use crate::tailer::gzip;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::{debug, info, warn};
-
-/// A regular file in a directory where a gone file is looked for.
-struct Entry {
-    path: PathBuf,
-    key: FileKey,
-    size: u64,
-    mtime: i64,
-}
 
 /// Where the rest of a gone file is.
 enum Rest {
@@ -77,27 +70,6 @@ fn dirs_of(path: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// Regular files of `dir`, newest first (the likeliest holder of a just-rotated file).
-fn list(dir: &Path) -> Vec<Entry> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut all: Vec<Entry> = rd
-        .flatten()
-        .filter_map(|e| {
-            let m = e.metadata().ok().filter(|m| m.is_file())?;
-            Some(Entry {
-                path: e.path(),
-                key: FileKey::of(&m),
-                size: m.len(),
-                mtime: m.mtime(),
-            })
-        })
-        .collect();
-    all.sort_by_key(|e| std::cmp::Reverse(e.mtime));
-    all
-}
-
 impl Discovery {
     /// After the first scan: every checkpointed file gone from its path (not seen by the scan,
     /// or replaced at its inode) is looked for and drained, or warned about. `live` are the
@@ -118,7 +90,9 @@ impl Discovery {
             let path = st.progress().path.clone();
             let dirs = dirs_of(&path);
             for d in &dirs {
-                listings.entry(d.clone()).or_insert_with(|| list(d));
+                listings
+                    .entry(d.clone())
+                    .or_insert_with(|| regular_files(d));
             }
             let entries = dirs.iter().flat_map(|d| &listings[d]);
             match self.find_rest(&st, entries) {
