@@ -169,6 +169,27 @@ impl View {
             "Seconds since the agent started.",
             s.started.elapsed().as_secs() as i64,
         )?;
+        let total_lag = self.register_rotations_and_files(&reg)?;
+        gauge(
+            "logaggregator_lag_bytes",
+            "Sum of the per-file lag.",
+            total_lag as i64,
+        )?;
+        gauge(
+            "logaggregator_healthy",
+            "1 while /health answers 200.",
+            i64::from(self.health().is_ok()),
+        )?;
+
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new().encode(&reg.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// The labelled series: rotations by kind, lines, bytes and lag per path. Returns the
+    /// total lag.
+    fn register_rotations_and_files(&self, reg: &Registry) -> Result<u64, prometheus::Error> {
+        let s = &self.stats;
         let rotations = IntCounterVec::new(
             Opts::new("logaggregator_rotations_total", "Rotations seen, by kind."),
             &["kind"],
@@ -213,20 +234,7 @@ impl View {
         reg.register(Box::new(lines))?;
         reg.register(Box::new(bytes))?;
         reg.register(Box::new(lag))?;
-        gauge(
-            "logaggregator_lag_bytes",
-            "Sum of the per-file lag.",
-            total_lag as i64,
-        )?;
-        gauge(
-            "logaggregator_healthy",
-            "1 while /health answers 200.",
-            i64::from(self.health().is_ok()),
-        )?;
-
-        let mut buf = Vec::new();
-        prometheus::TextEncoder::new().encode(&reg.gather(), &mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+        Ok(total_lag)
     }
 
     /// Ok while the pipeline works; the reasons otherwise.
