@@ -165,29 +165,15 @@ fn age_of(t: SystemTime, now: SystemTime) -> u64 {
     now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn input_report(
-    i: usize,
-    f: &crate::config::FileInput,
-    now: SystemTime,
+/// A row for each checkpointed file, with the identities seen.
+fn checkpointed_files(
+    entries: &[checkpoint::Entry],
+    agent: Option<&Agent>,
     now_secs: u64,
-) -> InputStatus {
-    let file = f.checkpoint_path.join(checkpoint::FILE_NAME);
-    let age = std::fs::metadata(&file)
-        .and_then(|m| m.modified())
-        .ok()
-        .map(|t| age_of(t, now));
-    let (entries, error) = match checkpoint::read(&f.checkpoint_path) {
-        Ok(v) => (v, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    let holder = holder(&f.checkpoint_path);
-    let agent = match &holder {
-        Holder::Running(a) => Some(a),
-        _ => None,
-    };
+) -> (Vec<FileStatus>, HashSet<FileKey>) {
     let mut files = Vec::new();
     let mut known = HashSet::new();
-    for e in &entries {
+    for e in entries {
         let key = FileKey {
             dev: e.dev,
             ino: e.ino,
@@ -214,6 +200,48 @@ fn input_report(
             state,
         });
     }
+    (files, known)
+}
+
+/// Per path: the file at it now, then its older generations, the most recently seen first.
+fn sort_rows(files: &mut [FileStatus]) {
+    let rank = |f: &FileStatus| match f.state.as_str() {
+        GONE => 3,
+        GONE_UNDELIVERED => 2,
+        s if s == GONE_OPEN || s.starts_with("rotated to ") => 1,
+        _ => 0,
+    };
+    files.sort_by(|a, b| {
+        let seen = |f: &FileStatus| f.last_seen.unwrap_or(u64::MAX);
+        a.path
+            .cmp(&b.path)
+            .then(rank(a).cmp(&rank(b)))
+            .then(seen(b).cmp(&seen(a)))
+            .then(b.inode.cmp(&a.inode))
+    });
+}
+
+fn input_report(
+    i: usize,
+    f: &crate::config::FileInput,
+    now: SystemTime,
+    now_secs: u64,
+) -> InputStatus {
+    let file = f.checkpoint_path.join(checkpoint::FILE_NAME);
+    let age = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| age_of(t, now));
+    let (entries, error) = match checkpoint::read(&f.checkpoint_path) {
+        Ok(v) => (v, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let holder = holder(&f.checkpoint_path);
+    let agent = match &holder {
+        Holder::Running(a) => Some(a),
+        _ => None,
+    };
+    let (mut files, known) = checkpointed_files(&entries, agent, now_secs);
     for p in Input::new(i, f.clone()).matched() {
         if let Ok(m) = std::fs::metadata(&p)
             && m.is_file()
@@ -233,21 +261,7 @@ fn input_report(
             });
         }
     }
-    // Per path: the file at it now, then its older generations, the most recently seen first.
-    let rank = |f: &FileStatus| match f.state.as_str() {
-        GONE => 3,
-        GONE_UNDELIVERED => 2,
-        s if s == GONE_OPEN || s.starts_with("rotated to ") => 1,
-        _ => 0,
-    };
-    files.sort_by(|a, b| {
-        let seen = |f: &FileStatus| f.last_seen.unwrap_or(u64::MAX);
-        a.path
-            .cmp(&b.path)
-            .then(rank(a).cmp(&rank(b)))
-            .then(seen(b).cmp(&seen(a)))
-            .then(b.inode.cmp(&a.inode))
-    });
+    sort_rows(&mut files);
     InputStatus {
         paths: f.paths.clone(),
         checkpoint: file.display().to_string(),
