@@ -78,16 +78,19 @@ impl Progress {
 }
 
 /// Shared state of one file identity: discovery, tailer, output and checkpoint all see it.
+/// Only what the pipeline needs to know about the file lives here; how its events are
+/// encoded is the output's business (see `output::encode::Encoder`).
 #[derive(Debug)]
 pub struct FileState {
+    // What the file is (fixed for its life).
     /// (device, inode).
     pub key: FileKey,
     /// Path as first matched; events carry it.
     pub origin: PathBuf,
-    /// JSON fragment `","host":"…","path":"…","offset":` shared by all its events.
-    pub json_mid: Vec<u8>,
+    // Lifecycle.
     /// True while a tailer thread owns the file.
     pub active: AtomicBool,
+    // Counters (metrics).
     /// Lines read at `origin` (metrics): shared with every file state of that path, for the
     /// life of the process (see stats::FileCounters), so reloads do not reset it.
     pub lines_read: Arc<AtomicU64>,
@@ -95,6 +98,7 @@ pub struct FileState {
     pub bytes_read: Arc<AtomicU64>,
     /// File size last seen by its tailer or discovery (lag = size - acknowledged offset).
     pub size: AtomicU64,
+    // Reading and delivery.
     progress: Mutex<Progress>,
 }
 
@@ -108,18 +112,11 @@ pub fn unix_now() -> u64 {
 
 impl FileState {
     /// New state for a file identity.
-    pub fn new(key: FileKey, origin: &Path, host: &str, progress: Progress) -> FileState {
-        let mut json_mid = Vec::with_capacity(64);
-        json_mid.extend_from_slice(b"\",\"host\":\"");
-        crate::output::encode::json_escape(host.as_bytes(), &mut json_mid);
-        json_mid.extend_from_slice(b"\",\"path\":\"");
-        crate::output::encode::json_escape(origin.as_os_str().as_encoded_bytes(), &mut json_mid);
-        json_mid.extend_from_slice(b"\",\"offset\":");
+    pub fn new(key: FileKey, origin: &Path, progress: Progress) -> FileState {
         let (lines_read, bytes_read) = crate::stats::file_counters().handles(origin);
         FileState {
             key,
             origin: origin.to_path_buf(),
-            json_mid,
             active: AtomicBool::new(false),
             lines_read,
             bytes_read,
@@ -264,6 +261,13 @@ impl Stop {
     pub fn receiver(&self) -> &crossbeam_channel::Receiver<()> {
         &self.rx
     }
+
+    /// How many handles of this signal exist, this one included. Each thread of an input
+    /// (discovery, every tailer, parked or running) carries one in its `Pipeline` until it
+    /// ends: tailer threads are detached, so this is how shutdown waits for them.
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.flag)
+    }
 }
 
 /// A fixed set of read buffers shared by all tailers: bounds memory whatever the file count.
@@ -358,5 +362,24 @@ impl OpenSlots {
     /// The budget.
     pub fn max(&self) -> usize {
         self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_counts_its_holders_until_they_end() {
+        let stop = Stop::new();
+        let held = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let _ = held.receiver().recv();
+            assert!(held.is_set());
+        });
+        assert_eq!(stop.holders(), 2);
+        stop.trigger();
+        thread.join().unwrap();
+        assert_eq!(stop.holders(), 1, "the thread's clone went with it");
     }
 }

@@ -44,20 +44,15 @@ const HOUSEKEEPING_EVERY: u64 = 60;
 const FULL_SCAN_EVERY: u64 = 30;
 
 /// Starts the discovery thread of an input.
-pub fn spawn(
-    input: Arc<Input>,
-    pipeline: Pipeline,
-    host: Arc<str>,
-) -> io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(input: Arc<Input>, pipeline: Pipeline) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("discovery-{}", input.index))
-        .spawn(move || Discovery::new(input, pipeline, host).run())
+        .spawn(move || Discovery::new(input, pipeline).run())
 }
 
 struct Discovery {
     input: Arc<Input>,
     pipeline: Pipeline,
-    host: Arc<str>,
     /// Wake handles of running tailers, by identity and by the paths events name them by.
     handles: tailers::Handles,
     /// States replaced because their inode now holds a new file, for matching archives.
@@ -103,7 +98,7 @@ enum Opened {
 }
 
 impl Discovery {
-    fn new(input: Arc<Input>, pipeline: Pipeline, host: Arc<str>) -> Discovery {
+    fn new(input: Arc<Input>, pipeline: Pipeline) -> Discovery {
         let (etx, events) = crossbeam_channel::bounded(4096);
         let (park_tx, park_rx) = crossbeam_channel::unbounded();
         let watcher = match notify::recommended_watcher(move |ev| {
@@ -118,7 +113,6 @@ impl Discovery {
         Discovery {
             input,
             pipeline,
-            host,
             handles: tailers::Handles::default(),
             parked: HashMap::new(),
             retired: Vec::new(),
@@ -199,7 +193,7 @@ impl Discovery {
 
     /// Tracks a file seen for the first time (or whose inode now holds new content).
     fn register(&self, key: FileKey, path: &Path, progress: Progress) -> Arc<FileState> {
-        let st = Arc::new(FileState::new(key, path, &self.host, progress));
+        let st = Arc::new(FileState::new(key, path, progress));
         self.input.registry.lock().insert(key, st.clone());
         st
     }

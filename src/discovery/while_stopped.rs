@@ -214,7 +214,7 @@ impl Discovery {
         if archive {
             progress.path = copy.path.clone();
         }
-        let new = Arc::new(FileState::new(copy.key, &st.origin, &self.host, progress));
+        let new = Arc::new(FileState::new(copy.key, &st.origin, progress));
         new.size.store(copy.size, Ordering::Relaxed);
         {
             let mut reg = self.input.registry.lock();

@@ -2,6 +2,7 @@
 
 use crate::config::EventFormat;
 use crate::event::Batch;
+use std::io::Write;
 
 /// Bytes that need a JSON escape (0 = copy as is).
 static ESCAPE: [u8; 256] = {
@@ -80,37 +81,69 @@ pub fn json_escape(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Encodes a batch's lines onto `out` in the given format.
-pub fn encode(batch: &Batch, format: EventFormat, out: &mut Vec<u8>) {
-    match format {
-        EventFormat::Text => {
-            for l in &batch.lines {
-                out.extend_from_slice(batch.line(l));
-                out.push(b'\n');
+/// Encodes batches in one format. It owns what many events share: the host, escaped once,
+/// and the prefix of the current batch's events, escaped once per batch (a batch is up to a
+/// read chunk of one file's lines), so that no line pays for the host or the path.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    format: EventFormat,
+    /// `","host":"<host>","path":"`, escaped.
+    host: Vec<u8>,
+    /// `{"timestamp":"…","host":"…","path":"…","offset":` of the batch being encoded; its
+    /// buffer is kept from batch to batch.
+    prefix: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder of `format` events that carry `host`.
+    pub fn new(format: EventFormat, host: &str) -> Encoder {
+        let mut h = Vec::with_capacity(host.len() + 24);
+        h.extend_from_slice(b"\",\"host\":\"");
+        json_escape(host.as_bytes(), &mut h);
+        h.extend_from_slice(b"\",\"path\":\"");
+        Encoder {
+            format,
+            host: h,
+            prefix: Vec::new(),
+        }
+    }
+
+    /// Appends a batch's events to `out`.
+    pub fn encode(&mut self, batch: &Batch, out: &mut Vec<u8>) {
+        match self.format {
+            EventFormat::Text => {
+                for l in &batch.lines {
+                    out.extend_from_slice(batch.line(l));
+                    out.push(b'\n');
+                }
+            }
+            EventFormat::Json => {
+                if batch.lines.is_empty() {
+                    return;
+                }
+                self.start_batch(batch);
+                let mut num = itoa_buf();
+                for l in &batch.lines {
+                    out.extend_from_slice(&self.prefix);
+                    out.extend_from_slice(itoa(batch.offset_of(l), &mut num));
+                    out.extend_from_slice(b",\"message\":\"");
+                    json_escape(batch.line(l), out);
+                    out.extend_from_slice(b"\"}\n");
+                }
             }
         }
-        EventFormat::Json => {
-            if batch.lines.is_empty() {
-                return;
-            }
-            // Everything up to the offset is the same for the whole batch.
-            let mut prefix = Vec::with_capacity(64 + batch.file.json_mid.len());
-            prefix.extend_from_slice(b"{\"timestamp\":\"");
-            prefix.extend_from_slice(
-                humantime::format_rfc3339_micros(batch.read_time)
-                    .to_string()
-                    .as_bytes(),
-            );
-            prefix.extend_from_slice(&batch.file.json_mid);
-            let mut num = itoa_buf();
-            for l in &batch.lines {
-                out.extend_from_slice(&prefix);
-                out.extend_from_slice(itoa(batch.offset_of(l), &mut num));
-                out.extend_from_slice(b",\"message\":\"");
-                json_escape(batch.line(l), out);
-                out.extend_from_slice(b"\"}\n");
-            }
-        }
+    }
+
+    /// Builds the prefix every event of `batch` starts with: everything up to the offset.
+    fn start_batch(&mut self, batch: &Batch) {
+        let p = &mut self.prefix;
+        p.clear();
+        p.extend_from_slice(b"{\"timestamp\":\"");
+        // Writing to a Vec cannot fail.
+        let _ = write!(p, "{}", humantime::format_rfc3339_micros(batch.read_time));
+        p.extend_from_slice(&self.host);
+        json_escape(batch.file.origin.as_os_str().as_encoded_bytes(), p);
+        p.extend_from_slice(b"\",\"offset\":");
     }
 }
 
@@ -166,6 +199,65 @@ mod tests {
             out,
             b"0123456789abcdef\\\"quoted\\\" tail\\u001f end of a long line"
         );
+    }
+
+    fn batch(path: &str, base_offset: u64, lines: &[&str]) -> Batch {
+        use crate::event::{FileState, Line, Progress};
+        use crate::identity::{FileKey, Fingerprint};
+        let path = std::path::Path::new(path);
+        let progress = Progress::starting_at(Fingerprint::default(), base_offset, 0, path);
+        let file = std::sync::Arc::new(FileState::new(FileKey { dev: 1, ino: 2 }, path, progress));
+        let (mut buf, mut ranges) = (Vec::new(), Vec::new());
+        for l in lines {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(l.as_bytes());
+            ranges.push(Line {
+                start,
+                end: buf.len() as u32,
+            });
+            buf.push(b'\n');
+        }
+        Batch {
+            file,
+            ticket: crate::ack::Ticket {
+                generation: 0,
+                seq: 0,
+            },
+            end_offset: base_offset + buf.len() as u64,
+            buf,
+            base_offset,
+            lines: ranges,
+            marker: 0,
+            read_time: std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_500_000),
+        }
+    }
+
+    #[test]
+    fn json_events_carry_the_host_and_their_own_batch_path() {
+        let mut enc = Encoder::new(EventFormat::Json, "web\"1");
+        let mut out = Vec::new();
+        enc.encode(&batch("/l/a.log", 10, &["one", "t\two"]), &mut out);
+        // The prefix is rebuilt for each batch: the next file's events name that file.
+        enc.encode(&batch("/l/b \"q\".log", 0, &["x"]), &mut out);
+        enc.encode(&batch("/l/c.log", 0, &[]), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let want = [
+            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/a.log","offset":10,"message":"one"}"#,
+            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/a.log","offset":14,"message":"t\two"}"#,
+            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/b \"q\".log","offset":0,"message":"x"}"#,
+        ];
+        assert_eq!(text.lines().collect::<Vec<_>>(), want);
+        for l in text.lines() {
+            serde_json::from_str::<serde_json::Value>(l).unwrap();
+        }
+    }
+
+    #[test]
+    fn text_events_are_the_lines() {
+        let mut enc = Encoder::new(EventFormat::Text, "h");
+        let mut out = Vec::new();
+        enc.encode(&batch("/l/a.log", 0, &["one", "", "th\"ree"]), &mut out);
+        assert_eq!(out, b"one\n\nth\"ree\n");
     }
 
     #[test]

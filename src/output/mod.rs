@@ -4,10 +4,10 @@ pub mod encode;
 pub mod file;
 pub mod stdout;
 
-use crate::config::{EventFormat, OutputConfig, OutputType};
+use crate::config::{OutputConfig, OutputType};
 use crate::event::{Batch, BufferPool, FileState, Stop};
 use crate::stats::{self, Stats};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,22 +69,81 @@ pub struct OutputFailed {
     pub error: io::Error,
 }
 
-/// Runs the output stage until every tailer has hung up (or the sink fails for good).
-pub fn run(
-    rx: Receiver<Batch>,
-    mut sink: Box<dyn Sink>,
-    format: EventFormat,
-    pool: BufferPool,
-    stop: Stop,
-    stats: Arc<Stats>,
-) -> Result<(), OutputFailed> {
+/// How the agent steers the output thread.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    /// Shutdown has begun (a failing write is not retried any more), or the output failed
+    /// for good and set it itself (the agent then shuts down).
+    pub stop: Stop,
+    /// Every tailer has handed on its last batch: write what is queued, then return. The
+    /// output does not wait for the channel to disconnect, so that its end does not hang on
+    /// which thread happens to drop the last sender.
+    pub end_of_input: Stop,
+    /// Set when `run` returns or panics: from then on nothing drains the channel, so
+    /// nobody should wait for tailers to hand on their batches.
+    pub ended: Stop,
+}
+
+/// Sets `ended` however `run` leaves, a panic included.
+struct Ended(Stop);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+/// What the output thread owns.
+pub struct Output {
+    /// Batches from the tailers.
+    pub rx: Receiver<Batch>,
+    /// Where events go.
+    pub sink: Box<dyn Sink>,
+    /// How batches become bytes.
+    pub encoder: encode::Encoder,
+    /// Where batch buffers go back once encoded.
+    pub pool: BufferPool,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+/// What the channel gave.
+enum Next {
+    Batch(Batch),
+    /// Nothing for a while.
+    Idle,
+    /// The input has ended and nothing is queued.
+    End,
+}
+
+/// The next batch, waiting at most `idle`; `End` once `end_of_input` is set and the
+/// channel is empty (or every sender is gone).
+fn next(rx: &Receiver<Batch>, end_of_input: &Stop, idle: Duration) -> Next {
+    crossbeam_channel::select! {
+        recv(rx) -> b => b.map_or(Next::End, Next::Batch),
+        // No batch arrives after the end of input: what is queued is all there is.
+        recv(end_of_input.receiver()) -> _ => rx.try_recv().map_or(Next::End, Next::Batch),
+        default(idle) => Next::Idle,
+    }
+}
+
+/// Runs the output stage until the end of input (or until the sink fails for good).
+pub fn run(o: Output, ctl: Controls) -> Result<(), OutputFailed> {
+    let _ended = Ended(ctl.ended.clone());
+    let Output {
+        rx,
+        mut sink,
+        mut encoder,
+        pool,
+        stats,
+    } = o;
     let mut out = Vec::with_capacity(FLUSH_BYTES + pool.chunk * 2);
     let mut pending: Vec<Pending> = Vec::new();
     let mut trimmed = false;
     loop {
-        let first = match rx.recv_timeout(IDLE_TRIM) {
-            Ok(b) => b,
-            Err(RecvTimeoutError::Timeout) => {
+        let first = match next(&rx, &ctl.end_of_input, IDLE_TRIM) {
+            Next::Batch(b) => b,
+            Next::Idle => {
                 if !trimmed {
                     // Quiet: give memory back; it is allocated again when lines arrive.
                     pool.trim();
@@ -94,12 +153,12 @@ pub fn run(
                 }
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            Next::End => break,
         };
         trimmed = false;
-        let mut next = Some(first);
-        while let Some(batch) = next.take() {
-            encode::encode(&batch, format, &mut out);
+        let mut queued = Some(first);
+        while let Some(batch) = queued.take() {
+            encoder.encode(&batch, &mut out);
             pending.push(Pending {
                 file: batch.file,
                 ticket: batch.ticket,
@@ -107,19 +166,16 @@ pub fn run(
             });
             pool.give(batch.buf);
             if out.len() < FLUSH_BYTES {
-                next = rx.try_recv().ok();
+                queued = rx.try_recv().ok();
             }
         }
-        if let Err(e) = write_out(sink.as_mut(), &out, &stop, &stats) {
+        if let Err(e) = write_out(sink.as_mut(), &out, &ctl.stop, &stats) {
             let failed = OutputFailed {
                 sink: sink.describe(),
                 error: e,
             };
-            stop.trigger();
-            // Keep the tailers unblocked until they hang up; nothing more is acknowledged.
-            for b in rx.iter() {
-                pool.give(b.buf);
-            }
+            ctl.stop.trigger();
+            discard_until_end(&rx, &ctl.end_of_input, &pool);
             return Err(failed);
         }
         out.clear();
@@ -129,6 +185,18 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// After a fatal failure: keeps the tailers unblocked until the end of input; nothing more
+/// is acknowledged.
+fn discard_until_end(rx: &Receiver<Batch>, end_of_input: &Stop, pool: &BufferPool) {
+    loop {
+        match next(rx, end_of_input, IDLE_TRIM) {
+            Next::Batch(b) => pool.give(b.buf),
+            Next::Idle => {}
+            Next::End => return,
+        }
+    }
 }
 
 /// Hands freed heap pages back to the OS (glibc keeps them otherwise).
@@ -181,5 +249,116 @@ fn write_out(sink: &mut dyn Sink, data: &[u8], stop: &Stop, stats: &Stats) -> io
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EventFormat;
+    use crate::event::{FileState, Line, Progress};
+    use crate::identity::{FileKey, Fingerprint};
+    use crossbeam_channel::Sender;
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    /// A sink that keeps what it is given, or fails every write.
+    struct Memory(Arc<Mutex<Vec<u8>>>, Option<io::ErrorKind>);
+
+    impl Sink for Memory {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            match self.1 {
+                Some(k) => Err(k.into()),
+                None => {
+                    self.0.lock().unwrap().extend_from_slice(data);
+                    Ok(data.len())
+                }
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn on_error(&mut self, _: &io::Error) -> Fault {
+            Fault::Fatal
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    fn batch(st: &Arc<FileState>, text: &str) -> Batch {
+        let offset = st.progress().read_offset;
+        let end = offset + text.len() as u64 + 1;
+        let ticket = st.read_up_to(end, 0);
+        Batch {
+            file: st.clone(),
+            ticket,
+            buf: format!("{text}\n").into_bytes(),
+            base_offset: offset,
+            lines: vec![Line {
+                start: 0,
+                end: text.len() as u32,
+            }],
+            end_offset: end,
+            marker: 0,
+            read_time: std::time::SystemTime::now(),
+        }
+    }
+
+    fn output(fail: Option<io::ErrorKind>) -> (Output, Sender<Batch>, Arc<Mutex<Vec<u8>>>) {
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let o = Output {
+            rx,
+            sink: Box::new(Memory(written.clone(), fail)),
+            encoder: encode::Encoder::new(EventFormat::Text, "h"),
+            pool: BufferPool::new(2, 64),
+            stats: Arc::new(Stats::default()),
+        };
+        (o, tx, written)
+    }
+
+    fn state() -> Arc<FileState> {
+        let p = Path::new("/o/a.log");
+        let progress = Progress::starting_at(Fingerprint::default(), 0, 0, p);
+        Arc::new(FileState::new(FileKey { dev: 1, ino: 3 }, p, progress))
+    }
+
+    #[test]
+    fn end_of_input_writes_what_is_queued_and_returns_while_senders_live() {
+        let (o, tx, written) = output(None);
+        let st = state();
+        tx.send(batch(&st, "a")).unwrap();
+        tx.send(batch(&st, "b")).unwrap();
+        let ctl = Controls::default();
+        ctl.end_of_input.trigger();
+        // `tx` stays connected: the end of input alone ends the output.
+        run(o, ctl.clone()).unwrap();
+        assert!(ctl.ended.is_set());
+        assert_eq!(*written.lock().unwrap(), b"a\nb\n");
+        let p = st.progress();
+        assert_eq!((p.acked_offset, p.read_offset), (4, 4));
+        drop(tx);
+    }
+
+    #[test]
+    fn a_failed_output_discards_until_the_end_of_input() {
+        let (o, tx, written) = output(Some(io::ErrorKind::BrokenPipe));
+        let st = state();
+        tx.send(batch(&st, "a")).unwrap();
+        let ctl = Controls::default();
+        let thread = {
+            let ctl = ctl.clone();
+            std::thread::spawn(move || run(o, ctl))
+        };
+        // The failure sets stop; batches sent after it are taken and dropped.
+        ctl.stop.receiver().recv().unwrap_err();
+        tx.send(batch(&st, "b")).unwrap();
+        ctl.end_of_input.trigger();
+        let failed = thread.join().unwrap().unwrap_err();
+        assert_eq!(failed.error.kind(), io::ErrorKind::BrokenPipe);
+        assert!(written.lock().unwrap().is_empty());
+        assert_eq!(st.progress().acked_offset, 0);
+        drop(tx);
     }
 }

@@ -212,7 +212,7 @@ mod tests {
         };
         let p = Progress::starting_at(Fingerprint::default(), 0, fnv1a(b""), Path::new("/r/a.log"));
         let key = crate::identity::FileKey { dev: 1, ino: 99 };
-        let state = Arc::new(FileState::new(key, Path::new("/r/a.log"), "h", p));
+        let state = Arc::new(FileState::new(key, Path::new("/r/a.log"), p));
         (pipeline, state, rx)
     }
 
