@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 /// The agent's JSON log records at WARN that mention `needle`.
 fn warnings_naming(agent: &Agent, needle: &str) -> Vec<serde_json::Value> {
@@ -284,6 +285,191 @@ fn kill9_then_compressed_while_down_loses_nothing() {
     assert!(
         warnings_naming(&agent, LOST).is_empty(),
         "warned about a loss although every line was found:\n{}",
+        agent.stderr()
+    );
+}
+
+/// Sets `path`'s modification time `ago` (as `touch -d` reads it): an archive keeps the time
+/// of its file's last write, which for an idle file is long before the rotation.
+fn touch_back(path: &Path, ago: &str) {
+    let st = Command::new("touch")
+        .arg("-d")
+        .arg(ago)
+        .arg(path)
+        .status()
+        .expect("run touch");
+    assert!(st.success());
+}
+
+/// logrotate `create` + `compress` (no `delaycompress`) while stopped: older archives shift
+/// up, `dir/name` is renamed to `name.1`, an empty `name` is created, then `name.1` is
+/// compressed (in that order, as logrotate does: the new file cannot take the freed inode).
+fn rotate_compress(dir: &Path, name: &str) {
+    let n = |i: usize| dir.join(format!("{name}.{i}.gz"));
+    for i in (1..10).rev() {
+        if n(i).exists() {
+            fs::rename(n(i), n(i + 1)).unwrap();
+        }
+    }
+    let plain = dir.join(format!("{name}.1"));
+    fs::rename(dir.join(name), &plain).unwrap();
+    fs::File::create(dir.join(name)).unwrap();
+    gzip_in_place(&plain);
+}
+
+/// An empty live file rotated while stopped: its (empty) archive holds all of it; another
+/// file of the directory whose head is trivially "the same" (empty) is not taken for it.
+#[test]
+fn empty_live_file_rotated_while_stopped_does_not_take_an_unrelated_file() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    fs::File::create(&path).unwrap();
+    let other = env.log("other.txt");
+    write_lines(&other, &lines("unrelated", 0..20));
+    let mut cfg = env.config();
+    cfg.input().paths = vec![ps(&path)];
+    let mut agent = env.spawn(&cfg);
+    agent.wait("app.log to be checkpointed", || {
+        checkpoint_for(&env.ckpt(), &path).is_some()
+    });
+    agent.term_ok();
+    rotate_compress(&env.logs(), "app.log");
+    // The empty file's archive is older than the other file, written to since.
+    touch_back(&env.log("app.log.1.gz"), "1 hour ago");
+    append_lines(&other, &lines("unrelated", 20..40));
+
+    let mut agent = env.spawn(&cfg);
+    let fresh = lines("fresh", 0..10);
+    append_lines(&path, &fresh);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &fresh);
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &fresh);
+    assert!(
+        warnings_naming(&agent, "rotated").is_empty(),
+        "nothing was lost, nothing to warn about:\n{}",
+        agent.stderr()
+    );
+}
+
+/// Files with one banner, one of them read only as far as the banner, all rotated and
+/// compressed while stopped, beside an older archive with the same banner: each is drained
+/// from its own archive, its lines under its own path, nothing twice, the old archive never.
+#[test]
+fn files_sharing_a_banner_rotated_and_compressed_while_stopped_each_drain_their_own() {
+    let env = Env::new();
+    let banner = "=== worker starting: version 1.2.3 ===".to_string();
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("*.log")];
+    // An archive from before (not matched by the glob): the same banner, other lines.
+    let old = env.log("w2.log.1");
+    write_lines(&old, std::slice::from_ref(&banner));
+    append_lines(&old, &lines("w2-old-archive", 0..50));
+    gzip_in_place(&old);
+    touch_back(&env.log("w2.log.1.gz"), "1 minute ago");
+    let mut expected: Vec<(String, Vec<String>)> = Vec::new();
+    for w in ["w1", "w2", "w3"] {
+        let mut first = vec![banner.clone()];
+        if w != "w1" {
+            first.extend(lines(w, 0..50));
+        }
+        write_lines(&env.log(&format!("{w}.log")), &first);
+        expected.push((w.to_string(), first));
+    }
+    let all = |e: &[(String, Vec<String>)]| -> Vec<String> {
+        e.iter().flat_map(|(_, l)| l.iter().cloned()).collect()
+    };
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    let want = all(&expected);
+    agent.wait("every first line", || {
+        out.refresh();
+        out.events.len() >= want.len()
+    });
+    agent.term_ok();
+    for (w, ls) in &mut expected {
+        let more = lines(w, 50..100);
+        append_lines(&env.log(&format!("{w}.log")), &more);
+        ls.extend(more);
+        rotate_compress(&env.logs(), &format!("{w}.log"));
+    }
+    // w1 was written to first: its archive is the oldest, the others look likelier.
+    touch_back(&env.log("w1.log.1.gz"), "2 hours ago");
+    let want = all(&expected);
+
+    let mut agent = env.spawn(&cfg);
+    agent.wait("every line", || {
+        out.refresh();
+        out.events.len() >= want.len()
+    });
+    agent.term_ok();
+    out.refresh();
+    assert!(
+        warnings_naming(&agent, "rotated").is_empty(),
+        "{}",
+        agent.stderr()
+    );
+    // Each line once, under its own file's path; the banner once per file.
+    for (w, ls) in &expected {
+        let own = ps(&env.log(&format!("{w}.log")));
+        for l in ls.iter().filter(|l| **l != banner) {
+            let at: Vec<&str> = out
+                .events
+                .iter()
+                .filter(|e| e.message == *l)
+                .map(|e| e.path.as_str())
+                .collect();
+            assert_eq!(at, [own.as_str()], "{l}");
+        }
+    }
+    assert_eq!(out.count(&banner), 3);
+    assert_eq!(out.events.len(), want.len(), "the old archive was read");
+}
+
+/// An nginx-like directory: a busy access.log and an idle, empty error.log, both rotated
+/// with `compress` (no `delaycompress`) while the agent is stopped, three times: every line
+/// once under its own path, and no warning about the empty file.
+#[test]
+fn busy_and_empty_logs_rotated_while_stopped_three_times() {
+    let env = Env::new();
+    let access = env.log("access.log");
+    fs::File::create(env.log("error.log")).unwrap();
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("*.log")];
+    let mut app = LogWriter::open(&access, "access");
+    app.write_n(50);
+    let mut out = env.output();
+    for _ in 0..3 {
+        let mut agent = env.spawn(&cfg);
+        agent.wait_for_messages(&mut out, &app.written);
+        agent.term_ok();
+        assert!(
+            warnings_naming(&agent, "rotated").is_empty(),
+            "{}",
+            agent.stderr()
+        );
+        app.write_n(30);
+        rotate_compress(&env.logs(), "access.log");
+        rotate_compress(&env.logs(), "error.log");
+        // Idle since it was created: its archive is older than access.log's.
+        touch_back(&env.log("error.log.1.gz"), "1 day ago");
+        app.reopen();
+        app.write_n(10);
+    }
+    let mut agent = env.spawn(&cfg);
+    agent.wait_for_messages(&mut out, &app.written);
+    agent.term_ok();
+    out.refresh();
+    assert_exactly_once(&out, &app.written);
+    let a = ps(&access);
+    assert!(
+        out.events.iter().all(|e| e.path == a),
+        "a line under another path"
+    );
+    assert!(
+        warnings_naming(&agent, "rotated").is_empty(),
+        "{}",
         agent.stderr()
     );
 }

@@ -72,22 +72,7 @@ impl Discovery {
         existing: Option<Arc<FileState>>,
         how: Found,
     ) -> io::Result<Opened> {
-        // An archive may still be growing (gzip at work): any decoding error is taken for
-        // "not finished yet" until the file has stayed the same size for a few scans.
-        let size = file.metadata()?.len();
-        let attempts = match self.gz_attempts.get(&key) {
-            Some(&(s, n, _)) if s == size => n + 1,
-            _ => 1,
-        };
-        self.gz_attempts
-            .insert(key, (size, attempts, Instant::now()));
-        let age = file
-            .metadata()?
-            .modified()
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .unwrap_or_default();
-        let settled = attempts >= GZ_SETTLE_SCANS && age >= GZ_SETTLE_AGE;
+        let (attempts, settled) = self.gz_attempt(key, &file)?;
         if attempts > 1 && !settled && existing.is_some() {
             // Read as far as it went at this size: wait for it to grow or to settle.
             return Ok(Opened::Skipped);
@@ -119,42 +104,10 @@ impl Discovery {
                 drop(p);
                 st
             }
-            None => {
-                let same_size = attempts > 1;
-                let original = match self.plain_original(path, &file, &head, settled, same_size) {
-                    Original::Wait => return Ok(Opened::Skipped),
-                    Original::Found(st) => Some(st),
-                    Original::None => None,
-                };
-                let (offset, complete_at) = if let Some(prev) = original {
-                    let at = prev.progress().read_offset;
-                    info!(path = %path.display(), original = %prev.progress().path.display(), offset = at,
-                        "compressed copy of a file already read; continuing where it was, not reading it twice");
-                    // Used up: a later archive with the same head is another generation.
-                    prev.progress().complete_at = Some(at);
-                    self.retired.retain(|r| !Arc::ptr_eq(r, &prev));
-                    (at, None)
-                } else if how != Found::New
-                    && self.first_scan
-                    && self.input.cfg.start_at == StartAt::End
-                {
-                    (0, Some(0))
-                } else {
-                    (0, None)
-                };
-                let st = self.register(
-                    key,
-                    path,
-                    Progress {
-                        complete_at,
-                        ..Progress::starting_at(fp, offset, 0, path)
-                    },
-                );
-                if complete_at.is_some() {
-                    return Ok(Opened::Skipped);
-                }
-                st
-            }
+            None => match self.new_archive(path, key, &file, &head, settled, attempts > 1, how) {
+                Some(st) => st,
+                None => return Ok(Opened::Skipped),
+            },
         };
         let offset = state.progress().read_offset;
         state.active.store(true, Ordering::Release);
@@ -174,6 +127,70 @@ impl Discovery {
         }
         debug!(path = %path.display(), offset, "reading compressed file");
         Ok(Opened::Started)
+    }
+
+    /// Counts a look at an archive at its size: an archive may still be growing (gzip at
+    /// work), so a decoding error means "not finished yet" until it has kept its size for a
+    /// few scans and some seconds. Returns (looks at this size, settled).
+    fn gz_attempt(&mut self, key: FileKey, file: &File) -> io::Result<(u32, bool)> {
+        let meta = file.metadata()?;
+        let size = meta.len();
+        let attempts = match self.gz_attempts.get(&key) {
+            Some(&(s, n, _)) if s == size => n + 1,
+            _ => 1,
+        };
+        self.gz_attempts
+            .insert(key, (size, attempts, Instant::now()));
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .unwrap_or_default();
+        Ok((
+            attempts,
+            attempts >= GZ_SETTLE_SCANS && age >= GZ_SETTLE_AGE,
+        ))
+    }
+
+    /// The state of an archive seen for the first time: the continuation of its plain
+    /// original when it has one (read from that file's offset), else a file of its own. None
+    /// when there is nothing to read now (waiting for the original; start_at: end).
+    #[allow(clippy::too_many_arguments)]
+    fn new_archive(
+        &mut self,
+        path: &Path,
+        key: FileKey,
+        file: &File,
+        head: &[u8],
+        settled: bool,
+        same_size: bool,
+        how: Found,
+    ) -> Option<Arc<FileState>> {
+        let original = match self.plain_original(path, file, head, settled, same_size) {
+            Original::Wait => return None,
+            Original::Found(st) => Some(st),
+            Original::None => None,
+        };
+        let (offset, complete_at) = if let Some(prev) = original {
+            let at = prev.progress().read_offset;
+            info!(path = %path.display(), original = %prev.progress().path.display(), offset = at,
+                "compressed copy of a file already read; continuing where it was, not reading it twice");
+            // Used up: a later archive with the same head is another generation.
+            prev.progress().complete_at = Some(at);
+            self.retired.retain(|r| !Arc::ptr_eq(r, &prev));
+            (at, None)
+        } else if how != Found::New && self.first_scan && self.input.cfg.start_at == StartAt::End {
+            (0, Some(0))
+        } else {
+            (0, None)
+        };
+        let fp = Fingerprint::of_head(head);
+        let progress = Progress {
+            complete_at,
+            ..Progress::starting_at(fp, offset, 0, path)
+        };
+        let st = self.register(key, path, progress);
+        complete_at.is_none().then_some(st)
     }
 
     /// The plain file this compressed head belongs to: its fingerprint is a prefix of the

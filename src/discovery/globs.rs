@@ -87,7 +87,7 @@ impl Input {
         }
     }
 
-    fn excluded(&self, path: &Path) -> bool {
+    pub(super) fn excluded(&self, path: &Path) -> bool {
         self.excludes.iter().any(|p| p.matches_path(path))
     }
 

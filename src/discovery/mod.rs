@@ -26,7 +26,7 @@ mod watch;
 mod while_stopped;
 
 pub use globs::{Input, normalize};
-use recognize::{replaced_at_inode, same_file};
+use recognize::{holds_content, replaced_at_inode, same_file};
 use watch::{Listing, local_events};
 
 /// Checkpoint entries of files unseen for this long are forgotten.
@@ -295,8 +295,12 @@ impl Discovery {
         if let Some(st) = &existing {
             let mut p = st.progress();
             p.last_seen = unix_now();
-            // The same file under another matched name (renamed, or a second link).
-            if p.path.as_os_str() != path.as_os_str() && !same_file(&p.path, key) {
+            // The same file under another matched name (renamed, or a second link)? Its inode
+            // may hold a new file instead (ext4 hands a freed inode on at once): an open file
+            // is surely the same one, an archive whose size has not changed too; a plain file
+            // that is not open takes the name once its content has been checked.
+            let renamed = p.path.as_os_str() != path.as_os_str() && !same_file(&p.path, key);
+            if renamed && (st.is_active() || gzip::is_gzip(path)) {
                 p.path = path.to_path_buf();
             }
             if st.is_active() {
@@ -321,6 +325,10 @@ impl Discovery {
                     p.archive_size = None;
                 }
             } else if meta.len() == p.read_offset {
+                drop(p);
+                if renamed && File::open(path).is_ok_and(|f| holds_content(&f, false, st)) {
+                    st.progress().path = path.to_path_buf();
+                }
                 return;
             }
         }
@@ -442,6 +450,17 @@ impl Discovery {
                 self.register(key, path, Progress::starting_at(fp, offset, marker, path))
             }
         };
+        self.start_tailer(path, file, state, size)
+    }
+
+    /// Starts the tailer of an opened plain file at its state's offset.
+    fn start_tailer(
+        &mut self,
+        path: &Path,
+        file: File,
+        state: Arc<FileState>,
+        size: u64,
+    ) -> io::Result<Opened> {
         let offset = state.progress().read_offset;
         state.size.store(size, Ordering::Relaxed);
         let real = std::fs::canonicalize(path).ok();

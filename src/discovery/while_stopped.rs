@@ -30,6 +30,9 @@ enum Rest {
     Nothing,
     /// Nowhere in its directory.
     Lost,
+    /// Several files hold its content (a banner is all that was read): none is read, rather
+    /// than the wrong one.
+    Ambiguous(Vec<PathBuf>),
 }
 
 /// The files each path named when the agent stopped: not marked rotated away and, per path,
@@ -107,22 +110,30 @@ impl Discovery {
                 }
                 Rest::Copy(e) => self.drain_copy(&st, e),
                 Rest::Nothing => {}
+                Rest::Ambiguous(holders) => {
+                    warn_ambiguous(&st, &holders);
+                    Self::warned(&st);
+                }
                 Rest::Lost if live.contains(&st.key) || had_unread(&st) => {
                     warn_lost(&st, &dirs);
-                    // Warned once: not again at the next start. The entry stays for a day
-                    // all the same, in case the file turns up under a name the globs match.
-                    let offset = {
-                        let mut p = st.progress();
-                        p.rotated_away = true;
-                        p.read_offset
-                    };
-                    st.size.store(offset, Ordering::Relaxed);
+                    Self::warned(&st);
                 }
                 Rest::Lost => {
                     debug!(path = %path.display(), "a rotated generation drained before the stop is gone");
                 }
             }
         }
+    }
+
+    /// Warned once: not again at the next start. The entry stays for a day all the same, in
+    /// case the file turns up under a name the globs match.
+    fn warned(st: &FileState) {
+        let offset = {
+            let mut p = st.progress();
+            p.rotated_away = true;
+            p.read_offset
+        };
+        st.size.store(offset, Ordering::Relaxed);
     }
 
     /// Where the rest of `st` is, among the regular files of its directories.
@@ -154,33 +165,46 @@ impl Discovery {
                 copies.push(e);
             }
         }
-        let known = self
-            .input
-            .registry
-            .lock()
-            .keys()
-            .copied()
-            .collect::<HashSet<_>>();
+        let known: HashSet<FileKey> = self.input.registry.lock().keys().copied().collect();
+        let gone_name = path_name(&st.progress().path);
+        let mut holders = Vec::new();
+        let mut held_all = false;
         for e in copies {
-            if known.contains(&e.key) {
+            // Only a rotated name of this file (app.log.1, app.log.2.gz, app.log-20261202,
+            // app-20261202.log.gz): the head and the bytes before the offset prove little
+            // when the offset is within a banner other files share, or 0.
+            if known.contains(&e.key)
+                || !derived_from(&path_name(&e.path), &gone_name)
+                || self.input.excluded(&e.path)
+            {
                 continue;
             }
             let archive = gzip::is_gzip(&e.path);
-            if !File::open(&e.path).is_ok_and(|f| holds_content(&f, archive, st)) {
+            let Ok(f) = File::open(&e.path) else {
+                continue;
+            };
+            if !holds_content(&f, archive, st) {
                 continue;
             }
-            if self.input.matches(&e.path) {
-                // The globs match it: discovery reads it (an archive continues at the offset).
-                return Rest::Nothing;
+            let more = if archive {
+                gzip::marker_at(&f, offset + 1).ok().flatten().is_some()
+            } else {
+                e.size > offset
+            };
+            if more {
+                holders.push(e);
+            } else {
+                held_all = true;
             }
-            return Rest::Copy(Entry {
-                path: e.path.clone(),
-                key: e.key,
-                size: e.size,
-                mtime: e.mtime,
-            });
         }
-        Rest::Lost
+        match holders.as_slice() {
+            [] if held_all => Rest::Nothing,
+            [] => Rest::Lost,
+            // The globs match it: discovery reads it (an archive continues at the offset).
+            [one] if self.input.matches(&one.path) => Rest::Nothing,
+            [one] => Rest::Copy((*one).clone()),
+            many => Rest::Ambiguous(many.iter().map(|e| e.path.clone()).collect()),
+        }
     }
 
     /// Reads the rest of `st` from a file that holds its content (outside the globs) as a file
@@ -262,6 +286,44 @@ fn had_unread(st: &FileState) -> bool {
     st.size.load(Ordering::Relaxed) > p.read_offset || (gzip::is_gzip(&p.path) && !p.rotated_away)
 }
 
+/// The file name of `p`, lossily.
+fn path_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether `name` is a rotated name of a file called `gone`: `gone` followed by anything
+/// (`app.log.1`, `app.log.2.gz`, `app.log-20261202`), or its stem followed by `-`, `_` or `.`
+/// (logrotate's `extension`: `app-20261202.log.gz`, `app.1.log`).
+fn derived_from(name: &str, gone: &str) -> bool {
+    if name == gone || gone.is_empty() {
+        return false;
+    }
+    if name.starts_with(gone) {
+        return true;
+    }
+    let stem = gone.rsplit_once('.').map_or(gone, |(s, _)| s);
+    !stem.is_empty()
+        && name
+            .strip_prefix(stem)
+            .is_some_and(|rest| rest.starts_with(['-', '_', '.']))
+}
+
+/// Several files hold what was read of a gone file: reading the rest from the wrong one
+/// would ship another file's lines under its name.
+fn warn_ambiguous(st: &FileState, holders: &[PathBuf]) {
+    let p = st.progress();
+    let holders: Vec<String> = holders.iter().map(|h| h.display().to_string()).collect();
+    warn!(
+        path = %p.path.display(),
+        inode = st.key.ino,
+        offset = p.read_offset,
+        candidates = ?holders,
+        "a file was rotated while the agent was stopped and several files hold what was read of it (a shared banner): none is read rather than the wrong one; lines written to it past the checkpointed offset may be missing; make the glob match the rotated names to keep them"
+    );
+}
+
 /// A file that was live at the stop is gone, and nothing in its directories holds it.
 fn warn_lost(st: &FileState, dirs: &[PathBuf]) {
     let p = st.progress();
@@ -275,4 +337,40 @@ fn warn_lost(st: &FileState, dirs: &[PathBuf]) {
         searched = ?dirs,
         "a file was rotated or deleted while the agent was stopped and no file in its directory holds it (plain or compressed): what it held past the checkpointed offset cannot be read (at least unread_bytes_at_least, plus any lines written to it while the agent was stopped); make the glob match the rotated names to keep them"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derived_from;
+
+    #[test]
+    fn rotated_names_are_derived_from_the_live_name() {
+        for name in [
+            "app.log.1",
+            "app.log.2.gz",
+            "app.log-20261202",
+            "app.log-20261202.gz",
+            "app-20261202.log.gz",
+            "app.1.log",
+            "app_2026.log",
+        ] {
+            assert!(derived_from(name, "app.log"), "{name}");
+        }
+        for name in [
+            "app.log",
+            "other.txt",
+            "w10.log.1.gz",
+            "application.log.1",
+            "xapp.log.1",
+        ] {
+            assert!(
+                !derived_from(name, "app.log") || name == "w10.log.1.gz",
+                "{name}"
+            );
+        }
+        assert!(!derived_from("w10.log.1.gz", "w1.log"));
+        assert!(derived_from("w1.log.1.gz", "w1.log"));
+        assert!(derived_from("0.log.20261202-101010.gz", "0.log"));
+        assert!(!derived_from("anything", ""));
+    }
 }

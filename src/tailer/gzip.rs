@@ -139,6 +139,23 @@ impl End {
     }
 }
 
+/// Moves the decoder to `offset`; returns the bytes before it (so that each boundary's marker
+/// is right), or how reading ends right there.
+fn seek(dec: &mut impl Read, offset: u64, settled: bool, path: &str) -> Result<Vec<u8>, End> {
+    match skip_to(dec, offset) {
+        Ok(Some(b)) => Ok(b),
+        // Shorter than the offset (continuing a plain file that got lines after gzip read
+        // it): nothing here that was not read. No marker to check it by later, so no size to
+        // hold it to either: a member appended later is read from the offset, like damage.
+        Ok(None) => Err(End::finished(offset, true)),
+        Err(e) if settled => {
+            warn!(%path, error = %e, "cannot decompress file; giving up on it");
+            Err(End::finished(offset, true))
+        }
+        Err(_) => Err(End::unfinished(offset)),
+    }
+}
+
 /// Reads to the end. Unless the archive has `settled` (kept its size for a few scans), a
 /// decoding error means "still being written": stop, and a later scan continues.
 fn read_all(
@@ -151,25 +168,9 @@ fn read_all(
 ) -> End {
     let path = state.origin.display().to_string();
     let mut dec = decoder(file);
-    // The bytes before the offset, so that each boundary's marker is right.
-    let before = match skip_to(&mut dec, offset) {
-        Ok(Some(b)) => b,
-        // Shorter than the offset (continuing a plain file that got lines after gzip read
-        // it): nothing here that was not read. No marker to check it by later, so no size to
-        // hold it to either: a member appended later is read from the offset, like damage.
-        Ok(None) => {
-            return End::finished(offset, true);
-        }
-        Err(e) => {
-            if settled {
-                warn!(%path, error = %e, "cannot decompress file; giving up on it");
-            }
-            return if settled {
-                End::finished(offset, true)
-            } else {
-                End::unfinished(offset)
-            };
-        }
+    let before = match seek(&mut dec, offset, settled, &path) {
+        Ok(b) => b,
+        Err(end) => return end,
     };
     let marker = fnv1a(&before);
     state.progress().read_marker = marker;
