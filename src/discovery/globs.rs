@@ -217,3 +217,51 @@ pub(super) fn single_dir_glob(g: &str) -> Option<(PathBuf, glob::Pattern)> {
     }
     Some((dir.to_path_buf(), glob::Pattern::new(name).ok()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(paths: &[&str], exclude: &[&str]) -> Input {
+        let yaml = format!(
+            "inputs:\n  files:\n    - paths: {paths:?}\n      exclude: {exclude:?}\n      checkpoint_path: /tmp/ck\n"
+        );
+        let cfg = crate::config::Config::parse(&yaml, &|_| None).unwrap();
+        Input::new(0, cfg.inputs.files[0].clone())
+    }
+
+    #[test]
+    fn normalize_removes_dots_lexically() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(normalize(Path::new("/a/b/")), PathBuf::from("/a/b"));
+    }
+
+    #[test]
+    fn single_directory_globs_are_told_apart_from_trees() {
+        let (dir, pat) = single_dir_glob("/var/log/app/*.log").unwrap();
+        assert_eq!(dir, PathBuf::from("/var/log/app"));
+        assert!(pat.matches("a.log") && !pat.matches("a.log.1"));
+        assert!(single_dir_glob("/var/log/**/*.log").is_none());
+        assert!(single_dir_glob("/var/log/*/x.log").is_none());
+        assert!(single_dir_glob("/var/log/app.log").is_none(), "no wildcard");
+    }
+
+    #[test]
+    fn matches_respects_separators_and_excludes() {
+        let i = input(&["/l/*.log", "/t/**/*.log"], &["/l/skip-*.log"]);
+        assert!(i.matches(Path::new("/l/a.log")));
+        assert!(!i.matches(Path::new("/l/sub/a.log")), "* does not cross /");
+        assert!(!i.matches(Path::new("/l/skip-1.log")));
+        assert!(i.matches(Path::new("/t/x/y/z.log")));
+        assert!(i.excluded(Path::new("/l/skip-2.log")));
+    }
+
+    #[test]
+    fn watch_roots_are_fixed_prefixes_recursive_only_for_trees() {
+        let i = input(&["/l/*.log", "/t/**/*.log", "/f/app.log"], &[]);
+        let roots = i.watch_roots();
+        assert!(roots.contains(&(PathBuf::from("/l"), RecursiveMode::NonRecursive)));
+        assert!(roots.contains(&(PathBuf::from("/t"), RecursiveMode::Recursive)));
+        assert!(roots.contains(&(PathBuf::from("/f"), RecursiveMode::NonRecursive)));
+    }
+}
