@@ -12,6 +12,7 @@ pub mod event;
 pub mod identity;
 pub mod metrics;
 pub mod output;
+pub mod runtime;
 pub mod stats;
 pub mod status;
 pub mod tailer;

@@ -1,7 +1,7 @@
 //! SIGHUP: re-reads the configuration and applies what can change while running.
 
 use super::process::level_filter;
-use super::run::{Agent, Running};
+use super::run::{Agent, RunningInput};
 use crate::config::Config;
 use tracing::{error, info, warn};
 
@@ -59,9 +59,10 @@ impl Agent {
     /// Stops the inputs that are gone or changed, then starts the new ones.
     fn restart_inputs(&mut self, new: &Config) {
         // Stop the inputs that are gone or changed first: that frees their checkpoint directories.
-        let (keep, gone): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
-            .into_iter()
-            .partition(|r| new.inputs.files.contains(&r.input.cfg));
+        let (keep, gone): (Vec<RunningInput>, Vec<RunningInput>) =
+            std::mem::take(&mut self.running)
+                .into_iter()
+                .partition(|r| new.inputs.files.contains(&r.input.cfg));
         for r in &gone {
             r.stop();
         }

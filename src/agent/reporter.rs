@@ -1,8 +1,8 @@
 //! The reporter thread: samples the events written every second (the `/stats` document's
 //! `current_throughput`) and logs a `stats` line every `logging.stats_interval`.
 
-use crate::event::Stop;
 use crate::metrics::View;
+use crate::runtime::Stop;
 use crate::stats;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;

@@ -8,11 +8,12 @@ use crate::api::Api;
 use crate::checkpoint::{self, Store};
 use crate::config::{Config, FileInput};
 use crate::discovery::{self, Input};
-use crate::event::{Batch, BufferPool, OpenSlots, Stop};
+use crate::event::Batch;
 use crate::metrics::View;
 use crate::output::{self, Controls, OutputFailed, encode::Encoder};
+use crate::runtime::{BufferPool, OpenSlots, Stop};
 use crate::stats::{self, Stats};
-use crate::tailer::Pipeline;
+use crate::tailer::TailResources;
 use crossbeam_channel::{Receiver, Sender};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -34,7 +35,7 @@ const RETIRE_WAIT: Duration = Duration::from_secs(10);
 
 /// One running input: its discovery thread (which starts its tailers) and its checkpoint
 /// writer.
-pub(super) struct Running {
+pub(super) struct RunningInput {
     /// The input: configuration, position in the config and registry of files.
     pub(super) input: Arc<Input>,
     /// Stops discovery and the tailers at a line boundary; each of them holds a clone.
@@ -43,7 +44,7 @@ pub(super) struct Running {
     checkpoints: checkpoint::Writer,
 }
 
-impl Running {
+impl RunningInput {
     /// Asks the input's threads to stop (tailers stop at a line boundary); never blocks.
     pub(super) fn stop(&self) {
         self.stop.trigger();
@@ -73,7 +74,7 @@ impl Running {
 }
 
 /// Everything an input needs from the rest of the agent.
-pub(super) struct Shared {
+pub(super) struct InputStarter {
     tx: Sender<Batch>,
     pool: BufferPool,
     stats: Arc<Stats>,
@@ -81,9 +82,9 @@ pub(super) struct Shared {
     next_index: usize,
 }
 
-impl Shared {
+impl InputStarter {
     /// Opens the checkpoint store and starts an input; a checkpoint problem is returned.
-    pub(super) fn start(&mut self, cfg: &FileInput) -> Result<Running, String> {
+    pub(super) fn start(&mut self, cfg: &FileInput) -> Result<RunningInput, String> {
         let (store, entries) = Store::open(&cfg.checkpoint_path).map_err(|e| e.0)?;
         let index = self.next_index;
         self.next_index += 1;
@@ -99,7 +100,7 @@ impl Shared {
                 "the previous run did not stop cleanly (crash, kill -9 or power loss): lines it delivered after its last checkpoint, at most checkpoint_interval's worth, are delivered again");
         }
         let stop = Stop::new();
-        let pipeline = Pipeline {
+        let pipeline = TailResources {
             tx: self.tx.clone(),
             pool: self.pool.clone(),
             stop: stop.clone(),
@@ -115,7 +116,7 @@ impl Shared {
             cfg.checkpoint_interval,
             self.stats.clone(),
         );
-        Ok(Running {
+        Ok(RunningInput {
             input,
             stop,
             discovery: Some(discovery),
@@ -131,9 +132,9 @@ pub(super) struct Agent {
     /// The configuration as it runs.
     pub(super) current: Config,
     /// The inputs, in start order.
-    pub(super) running: Vec<Running>,
+    pub(super) running: Vec<RunningInput>,
     /// What a new input is started with.
-    pub(super) shared: Shared,
+    pub(super) shared: InputStarter,
     /// Changes the log level live; None when logging was set up by someone else.
     pub(super) level: Option<LevelHandle>,
     /// What the API and the reporter read.
@@ -172,7 +173,7 @@ pub(super) fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>)
         Err(code) => return code,
     };
     let pool = BufferPool::new(POOL_BUFFERS, CHUNK_BYTES);
-    let shared = Shared {
+    let shared = InputStarter {
         tx,
         pool: pool.clone(),
         stats: stats.clone(),
@@ -293,7 +294,7 @@ fn start_output(
 }
 
 /// Stops and retires inputs (a start that failed half-way): stop all, then retire each.
-fn retire_all(running: Vec<Running>) {
+fn retire_all(running: Vec<RunningInput>) {
     for r in &running {
         r.stop();
     }

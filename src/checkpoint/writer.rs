@@ -3,7 +3,8 @@
 //! checkpoint once the output has written everything the input read.
 
 use super::{Store, digest, snapshot};
-use crate::event::{Registry, Stop};
+use crate::event::Registry;
+use crate::runtime::Stop;
 use crate::stats::{self, Stats};
 use std::io;
 use std::sync::Arc;

@@ -17,13 +17,13 @@ use std::time::Instant;
 use tracing::{debug, info};
 
 /// What a compressed file's head says about its origin.
-enum Original {
-    /// A plain file already (partly) read: continue at its offset.
-    Found(Arc<FileState>),
+enum ArchiveOrigin {
+    /// The compressed copy of a plain file already (partly) read: continue at its offset.
+    Continues(Arc<FileState>),
     /// Its plain original is still being compressed or drained: look again at the next scan.
-    Wait,
+    NotYet,
     /// A file of its own.
-    None,
+    OwnFile,
 }
 
 /// Scans an archive must keep its size, and how old it must be, before a decoding error
@@ -167,9 +167,9 @@ impl Discovery {
         how: Found,
     ) -> Option<Arc<FileState>> {
         let original = match self.plain_original(path, file, head, settled, same_size) {
-            Original::Wait => return None,
-            Original::Found(st) => Some(st),
-            Original::None => None,
+            ArchiveOrigin::NotYet => return None,
+            ArchiveOrigin::Continues(st) => Some(st),
+            ArchiveOrigin::OwnFile => None,
         };
         let (offset, complete_at) = if let Some(prev) = original {
             let at = prev.progress().read_offset;
@@ -179,7 +179,10 @@ impl Discovery {
             prev.progress().complete_at = Some(at);
             self.retired.retain(|r| !Arc::ptr_eq(r, &prev));
             (at, None)
-        } else if how != Found::New && self.first_scan && self.input.cfg.start_at == StartAt::End {
+        } else if how != Found::InodeReused
+            && self.first_scan
+            && self.input.cfg.start_at == StartAt::End
+        {
             (0, Some(0))
         } else {
             (0, None)
@@ -204,7 +207,7 @@ impl Discovery {
         head: &[u8],
         settled: bool,
         same_size: bool,
-    ) -> Original {
+    ) -> ArchiveOrigin {
         let plain_name = gz.with_extension("");
         let mut gone: Vec<(u64, Arc<FileState>)> = Vec::new();
         let live = self.input.registry.all().into_iter().map(|s| (s, false));
@@ -224,7 +227,7 @@ impl Discovery {
             };
             if !is_retired && same_file(&plain_name, st.key) {
                 // gzip has not removed the plain file yet.
-                return Original::Wait;
+                return ArchiveOrigin::NotYet;
             }
             let mut present = !is_retired && same_file(&path, st.key);
             if present && !st.is_active() {
@@ -238,7 +241,7 @@ impl Discovery {
                     continue;
                 }
                 // Rotated away and still being drained: its offset is not final yet.
-                return Original::Wait;
+                return ArchiveOrigin::NotYet;
             }
             if !present {
                 gone.push((last_seen, st.clone()));
@@ -249,7 +252,7 @@ impl Discovery {
         gone.sort_by_key(|(seen, _)| std::cmp::Reverse(*seen));
         if !gone.is_empty() && !settled && !same_size {
             // Decompressing to the offset costs: not on every event while gzip still writes.
-            return Original::Wait;
+            return ArchiveOrigin::NotYet;
         }
         for (_, st) in gone {
             let (offset, marker) = {
@@ -257,17 +260,17 @@ impl Discovery {
                 (p.read_offset, p.read_marker)
             };
             match gzip::marker_at(file, offset) {
-                Ok(Some(m)) if m == marker => return Original::Found(st),
+                Ok(Some(m)) if m == marker => return ArchiveOrigin::Continues(st),
                 Ok(Some(_)) => {}
                 // Complete but shorter: lines written to the plain file after gzip read it
                 // (read from the plain file already). The head has to do.
-                Ok(None) => return Original::Found(st),
+                Ok(None) => return ArchiveOrigin::Continues(st),
                 // gzip may still be writing it.
-                Err(_) if !settled => return Original::Wait,
+                Err(_) if !settled => return ArchiveOrigin::NotYet,
                 // Damaged before the offset: what it holds was read from the plain file.
-                Err(_) => return Original::Found(st),
+                Err(_) => return ArchiveOrigin::Continues(st),
             }
         }
-        Original::None
+        ArchiveOrigin::OwnFile
     }
 }

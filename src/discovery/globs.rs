@@ -4,7 +4,7 @@
 
 use crate::config::FileInput;
 use crate::event::Registry;
-use crate::tailer::Params;
+use crate::tailer::TailSettings;
 use notify::RecursiveMode;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ pub struct Input {
     /// Every file identity it knows (open or not).
     pub registry: Arc<Registry>,
     /// Settings its tailers share.
-    pub params: Arc<Params>,
+    pub params: Arc<TailSettings>,
     /// Include globs, made absolute.
     pub includes: Vec<String>,
     /// Exclude patterns, made absolute.
@@ -58,7 +58,7 @@ fn absolute(pattern: &str) -> String {
 impl Input {
     /// Builds the run-time input from its configuration.
     pub fn new(index: usize, cfg: FileInput) -> Input {
-        let params = Arc::new(Params {
+        let params = Arc::new(TailSettings {
             poll_interval: cfg.poll_interval,
             rotate_wait: cfg.rotate_wait,
             close_inactive: cfg.close_inactive,

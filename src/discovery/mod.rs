@@ -6,7 +6,7 @@ use crate::event::{FileState, Progress, unix_now};
 use crate::identity::{
     FINGERPRINT_BYTES, FileKey, Fingerprint, fnv1a, holds, marker_at, read_at_most,
 };
-use crate::tailer::{self, Parked, Pipeline, Start, gzip};
+use crate::tailer::{self, OpenedFile, Parked, TailResources, gzip};
 use crossbeam_channel::{Receiver, Sender};
 use notify::RecursiveMode;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -44,7 +44,10 @@ const HOUSEKEEPING_EVERY: u64 = 60;
 const FULL_SCAN_EVERY: u64 = 30;
 
 /// Starts the discovery thread of an input.
-pub fn spawn(input: Arc<Input>, pipeline: Pipeline) -> io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    input: Arc<Input>,
+    pipeline: TailResources,
+) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("discovery-{}", input.index))
         .spawn(move || Discovery::new(input, pipeline).run())
@@ -52,7 +55,7 @@ pub fn spawn(input: Arc<Input>, pipeline: Pipeline) -> io::Result<std::thread::J
 
 struct Discovery {
     input: Arc<Input>,
-    pipeline: Pipeline,
+    pipeline: TailResources,
     /// Wake handles of running tailers, by identity and by the paths events name them by.
     handles: tailers::Handles,
     /// States replaced because their inode now holds a new file, for matching archives.
@@ -88,17 +91,21 @@ enum Found {
     /// Outside the globs, by identity: a file rotated while the agent was stopped.
     Rotated,
     /// Matched, at an inode that held another file: new, read from its start.
-    New,
+    InodeReused,
 }
 
+/// What opening a file came to.
 enum Opened {
+    /// A tailer (or an archive reader) owns it now.
     Started,
+    /// No descriptor budget left: it waits for the next scan.
     NoSlot,
+    /// Nothing to do now (already open, read to its end, or waiting for something).
     Skipped,
 }
 
 impl Discovery {
-    fn new(input: Arc<Input>, pipeline: Pipeline) -> Discovery {
+    fn new(input: Arc<Input>, pipeline: TailResources) -> Discovery {
         let (etx, events) = crossbeam_channel::bounded(4096);
         let (park_tx, park_rx) = crossbeam_channel::unbounded();
         let watcher = match notify::recommended_watcher(move |ev| {
@@ -161,7 +168,7 @@ impl Discovery {
                         }
                     }
                     for p in dirty {
-                        self.consider(&p);
+                        self.look_at(&p);
                     }
                 }
                 recv(parking) -> p => {
@@ -239,7 +246,7 @@ impl Discovery {
             {
                 continue;
             }
-            self.consider(&c.path);
+            self.look_at(&c.path);
         }
         if !self.strays.is_empty() {
             self.tend_strays();
@@ -265,7 +272,7 @@ impl Discovery {
     }
 
     /// Looks at one matched path: starts a tailer if its file has bytes to read.
-    fn consider(&mut self, path: &Path) {
+    fn look_at(&mut self, path: &Path) {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             // Vanished, or a dangling symlink: picked up once the target appears.
@@ -290,7 +297,7 @@ impl Discovery {
         {
             self.retire(key);
             existing = None;
-            how = Found::New;
+            how = Found::InodeReused;
         }
         if let Some(st) = &existing {
             let mut p = st.progress();
@@ -406,7 +413,7 @@ impl Discovery {
         let head = read_at_most(&file, 0, FINGERPRINT_BYTES)?;
         let fp = Fingerprint::of_head(&head);
         let size = meta.len();
-        let mut replaced = how == Found::New;
+        let mut replaced = how == Found::InodeReused;
         let resumed = match existing {
             Some(st) => {
                 if st.is_active() {
@@ -470,7 +477,7 @@ impl Discovery {
         }
         let (wtx, wrx) = crossbeam_channel::bounded(1);
         state.active.store(true, Ordering::Release);
-        let start = Start {
+        let start = OpenedFile {
             file,
             state: state.clone(),
             offset,

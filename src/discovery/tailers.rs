@@ -16,7 +16,7 @@ use tracing::warn;
 impl Discovery {
     /// Keeps a quiet tailer without its thread, unless something already happened to it.
     pub(super) fn park(&mut self, p: Parked) {
-        if p.needs_attention() {
+        if p.take_wake_or_change() {
             self.resume(p);
         } else {
             self.parked.insert(p.state().key, p);
@@ -38,7 +38,7 @@ impl Discovery {
         let (mut resume, mut close) = (Vec::new(), Vec::new());
         let now = Instant::now();
         for (k, p) in &self.parked {
-            if full && p.needs_attention() {
+            if full && p.take_wake_or_change() {
                 resume.push(*k);
             } else if contended || p.quiet_at(now) >= close_after {
                 close.push(*k);

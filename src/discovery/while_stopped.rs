@@ -106,7 +106,7 @@ impl Discovery {
                 }
                 Rest::ArchiveAgain(found) => {
                     self.strays.push((found.clone(), st.key));
-                    self.consider(&found);
+                    self.look_at(&found);
                 }
                 Rest::Copy(e) => self.drain_copy(&st, e),
                 Rest::Nothing => {}
@@ -250,7 +250,7 @@ impl Discovery {
         self.retired.retain(|r| !Arc::ptr_eq(r, st));
         if archive {
             self.strays.push((copy.path.clone(), copy.key));
-            self.consider(&copy.path);
+            self.look_at(&copy.path);
         } else {
             let _ = self.open(&copy.path, Some(new), Found::Rotated);
         }
@@ -274,7 +274,7 @@ impl Discovery {
         }
         self.strays = keep;
         for (path, _) in self.strays.clone() {
-            self.consider(&path);
+            self.look_at(&path);
         }
     }
 }

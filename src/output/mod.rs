@@ -5,7 +5,8 @@ pub mod file;
 pub mod stdout;
 
 use crate::config::{OutputConfig, OutputType};
-use crate::event::{Batch, BufferPool, FileState, Stop};
+use crate::event::{Batch, FileState};
+use crate::runtime::{BufferPool, Stop};
 use crate::stats::{self, Stats};
 use crossbeam_channel::Receiver;
 use std::io;

@@ -4,7 +4,7 @@
 //! text is recognised and not read twice.
 
 use super::reader::Reader;
-use super::{Params, Pipeline};
+use super::{TailResources, TailSettings};
 use crate::event::FileState;
 use crate::identity::{FINGERPRINT_BYTES, MARKER_BYTES, fnv1a};
 use crate::stats;
@@ -72,8 +72,8 @@ fn skip_to(dec: &mut impl Read, offset: u64) -> io::Result<Option<Vec<u8>>> {
 
 /// Starts the thread that reads a compressed file from decompressed `offset` to its end.
 pub fn spawn(
-    pipeline: Pipeline,
-    params: Arc<Params>,
+    pipeline: TailResources,
+    params: Arc<TailSettings>,
     state: Arc<FileState>,
     file: File,
     offset: u64,
@@ -159,8 +159,8 @@ fn seek(dec: &mut impl Read, offset: u64, settled: bool, path: &str) -> Result<V
 /// Reads to the end. Unless the archive has `settled` (kept its size for a few scans), a
 /// decoding error means "still being written": stop, and a later scan continues.
 fn read_all(
-    pipeline: &Pipeline,
-    params: &Params,
+    pipeline: &TailResources,
+    params: &TailSettings,
     state: &Arc<FileState>,
     file: &File,
     offset: u64,

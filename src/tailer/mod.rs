@@ -5,8 +5,9 @@ pub mod gzip;
 pub mod lines;
 pub mod reader;
 
-use crate::event::{Batch, BufferPool, FileState, OpenSlots, Stop};
+use crate::event::{Batch, FileState};
 use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, MARKER_BYTES, fnv1a, read_at_most};
+use crate::runtime::{BufferPool, OpenSlots, Stop};
 use crate::stats::{self, Stats};
 use crossbeam_channel::{Receiver, Sender};
 use reader::{Reader, last_bytes};
@@ -26,7 +27,7 @@ pub(crate) const STACK_BYTES: usize = 256 * 1024;
 
 /// Timing and limits of one input, shared by its tailers.
 #[derive(Debug, Clone)]
-pub struct Params {
+pub struct TailSettings {
     /// Fallback wake-up.
     pub poll_interval: Duration,
     /// Quiet time before a rotated or deleted file is closed.
@@ -39,7 +40,7 @@ pub struct Params {
 
 /// What every tailer shares with the rest of the pipeline.
 #[derive(Debug, Clone)]
-pub struct Pipeline {
+pub struct TailResources {
     /// To the output stage.
     pub tx: Sender<Batch>,
     /// Read buffers.
@@ -53,7 +54,7 @@ pub struct Pipeline {
 }
 
 /// An opened file handed from discovery to its tailer.
-pub struct Start {
+pub struct OpenedFile {
     /// The open file.
     pub file: File,
     /// Its shared state (marked active by discovery).
@@ -82,7 +83,7 @@ impl Parked {
 
     /// Whether something happened since parking: a wake-up, new bytes, a shrink, a deletion.
     /// A pending wake-up is consumed here, so that one event resumes the tailer once.
-    pub fn needs_attention(&self) -> bool {
+    pub fn take_wake_or_change(&self) -> bool {
         if self.0.wake.as_ref().is_some_and(|w| w.try_recv().is_ok()) {
             return true;
         }
@@ -117,7 +118,11 @@ impl Parked {
 }
 
 /// Starts a tailer thread; the slot and the active mark are released when it ends.
-pub fn spawn(pipeline: Pipeline, params: Arc<Params>, start: Start) -> io::Result<()> {
+pub fn spawn(
+    pipeline: TailResources,
+    params: Arc<TailSettings>,
+    start: OpenedFile,
+) -> io::Result<()> {
     let name = format!(
         "tail:{}",
         start
@@ -190,8 +195,8 @@ fn start_thread(t: Box<Tailer>) -> Result<(), (Box<Tailer>, io::Error)> {
 struct Tailer {
     name: String,
     park: Sender<Parked>,
-    pipeline: Pipeline,
-    params: Arc<Params>,
+    pipeline: TailResources,
+    params: Arc<TailSettings>,
     file: File,
     state: Arc<FileState>,
     wake: Option<Receiver<()>>,

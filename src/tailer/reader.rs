@@ -3,7 +3,7 @@
 //! past the last whole line (where a restart resumes) and the marker of the bytes before it,
 //! and counts over-long lines and NUL holes. Framing beyond lines plugs in here.
 
-use super::Pipeline;
+use super::TailResources;
 use super::lines::Splitter;
 use crate::event::{Batch, FileState, Line};
 use crate::identity::{MARKER_BYTES, fnv1a};
@@ -84,7 +84,7 @@ impl Reader {
         mut buf: Vec<u8>,
         have: usize,
         n: usize,
-        pipeline: &Pipeline,
+        pipeline: &TailResources,
         state: &FileState,
     ) -> Result<Framed, Vec<u8>> {
         buf.truncate(have + n);
@@ -146,7 +146,7 @@ impl Reader {
 
     /// Hands `framed` to the output stage as one batch ending at the boundary; false when the
     /// output is gone.
-    pub fn send(&self, framed: Framed, pipeline: &Pipeline, state: &Arc<FileState>) -> bool {
+    pub fn send(&self, framed: Framed, pipeline: &TailResources, state: &Arc<FileState>) -> bool {
         let n = framed.lines.len() as u64;
         stats::add(&pipeline.stats.lines_read, n);
         stats::add(&state.lines_read, n);
@@ -169,7 +169,7 @@ impl Reader {
         truncated_before: u64,
         nuls_before: u64,
         base: u64,
-        pipeline: &Pipeline,
+        pipeline: &TailResources,
         state: &FileState,
     ) {
         let t = self.splitter.truncated - truncated_before;
@@ -197,13 +197,18 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{BufferPool, OpenSlots, Progress, Stop};
+    use crate::event::Progress;
     use crate::identity::Fingerprint;
+    use crate::runtime::{BufferPool, OpenSlots, Stop};
     use std::path::Path;
 
-    fn fixture() -> (Pipeline, Arc<FileState>, crossbeam_channel::Receiver<Batch>) {
+    fn fixture() -> (
+        TailResources,
+        Arc<FileState>,
+        crossbeam_channel::Receiver<Batch>,
+    ) {
         let (tx, rx) = crossbeam_channel::bounded(16);
-        let pipeline = Pipeline {
+        let pipeline = TailResources {
             tx,
             pool: BufferPool::new(4, 64),
             stop: Stop::new(),
