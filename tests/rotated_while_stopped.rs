@@ -473,3 +473,171 @@ fn busy_and_empty_logs_rotated_while_stopped_three_times() {
         agent.stderr()
     );
 }
+
+const BANNER: &str = "=== service starting: version 4.5.6 ===";
+
+/// A generation rotated and drained while running (and compressed), then the new file, read
+/// only as far as its banner, rotated while stopped with nothing new: the older archive holds
+/// the banner too and more, but it is the older generation's, already delivered.
+#[test]
+fn banner_only_file_rotated_while_stopped_beside_an_older_archive_delivers_nothing_again() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let mut cfg = env.config();
+    cfg.input().paths = vec![ps(&path)];
+    let mut first = vec![BANNER.to_string()];
+    first.extend(lines("day1", 0..30));
+    write_lines(&path, &first);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &first);
+    fs::rename(&path, env.log("app.log.1")).unwrap();
+    write_lines(&path, &[BANNER.to_string()]);
+    agent.wait("the new file's banner", || {
+        out.refresh();
+        out.count(BANNER) == 2
+    });
+    let old = ps(&env.log("app.log.1"));
+    agent.wait("the drained app.log.1 to be closed", || {
+        !agent.fd_targets().iter().any(|t| t.starts_with(&old))
+    });
+    gzip_in_place(&env.log("app.log.1"));
+    agent.term_ok();
+    rotate_compress(&env.logs(), "app.log");
+
+    let mut agent = env.spawn(&cfg);
+    let fresh = lines("day2", 0..5);
+    append_lines(&path, &fresh);
+    agent.wait_for_messages(&mut out, &fresh);
+    agent.term_ok();
+    out.refresh();
+    let mut all = first.clone();
+    all.push(BANNER.to_string());
+    all.extend(fresh);
+    assert_exactly_once_but(&out, &all, BANNER, 2);
+    assert!(
+        warnings_naming(&agent, "rotated").is_empty(),
+        "{}",
+        agent.stderr()
+    );
+}
+
+/// `expected` exactly once, except `repeated`, which comes `n` times.
+fn assert_exactly_once_but(out: &Output, expected: &[String], repeated: &str, n: usize) {
+    assert_eq!(out.count(repeated), n, "{repeated}");
+    let rest: Vec<String> = expected
+        .iter()
+        .filter(|l| *l != repeated)
+        .cloned()
+        .collect();
+    for l in &rest {
+        assert_eq!(out.count(l), 1, "{l}");
+    }
+    assert_eq!(out.events.len(), rest.len() + n, "unexpected lines");
+}
+
+/// `app-worker.log` is not a rotated name of `app.log`: with both sharing a banner and
+/// rotated while stopped, the worker's lines stay under the worker's path.
+#[test]
+fn a_sibling_with_a_longer_name_is_not_taken_for_a_rotated_generation() {
+    let env = Env::new();
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("*.log")];
+    let app = env.log("app.log");
+    let worker = env.log("app-worker.log");
+    write_lines(&app, &[BANNER.to_string()]);
+    write_lines(&worker, &[BANNER.to_string()]);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait("both banners", || {
+        out.refresh();
+        out.count(BANNER) == 2
+    });
+    agent.term_ok();
+    let work = lines("worker", 0..20);
+    append_lines(&worker, &work);
+    rotate_compress(&env.logs(), "app-worker.log");
+    rotate_compress(&env.logs(), "app.log");
+    touch_back(&env.log("app.log.1.gz"), "1 hour ago");
+
+    let mut agent = env.spawn(&cfg);
+    agent.wait_for_messages(&mut out, &work);
+    agent.term_ok();
+    out.refresh();
+    let w = ps(&worker);
+    for l in &work {
+        let at: Vec<&str> = out
+            .events
+            .iter()
+            .filter(|e| e.message == *l)
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(at, [w.as_str()], "{l}");
+    }
+    assert!(
+        warnings_naming(&agent, "rotated").is_empty(),
+        "{}",
+        agent.stderr()
+    );
+}
+
+/// Two generations rotated while stopped after only the banner was read: both archives hold
+/// what was read, so neither is guessed; one warning lists both, and the next start is quiet.
+#[test]
+fn two_archives_holding_what_was_read_are_warned_about_once_and_neither_read() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let mut cfg = env.config();
+    cfg.input().paths = vec![ps(&path)];
+    write_lines(&path, &[BANNER.to_string()]);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &[BANNER.to_string()]);
+    agent.term_ok();
+    append_lines(&path, &lines("gen0", 0..10));
+    rotate_compress(&env.logs(), "app.log");
+    write_lines(&path, &[BANNER.to_string()]);
+    append_lines(&path, &lines("gen1", 0..10));
+    rotate_compress(&env.logs(), "app.log");
+
+    let fresh = lines("gen2", 0..3);
+    append_lines(&path, &fresh);
+    let mut agent = env.spawn(&cfg);
+    agent.wait_for_messages(&mut out, &fresh);
+    agent.wait("a warning listing both archives", || {
+        !warnings_naming(&agent, "several files hold").is_empty()
+    });
+    agent.term_ok();
+    let w = warnings_naming(&agent, "several files hold");
+    assert_eq!(w.len(), 1, "{w:?}");
+    let listed = w[0]["fields"]["candidates"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        listed.contains("app.log.1.gz") && listed.contains("app.log.2.gz"),
+        "{listed}"
+    );
+    out.refresh();
+    assert_eq!(
+        out.count("gen0 line 000000"),
+        0,
+        "a guessed archive was read"
+    );
+    assert_eq!(
+        out.count("gen1 line 000000"),
+        0,
+        "a guessed archive was read"
+    );
+
+    let mut agent = env.spawn(&cfg);
+    let more = lines("gen2", 3..6);
+    append_lines(&path, &more);
+    agent.wait_for_messages(&mut out, &more);
+    agent.term_ok();
+    assert!(
+        warnings_naming(&agent, "rotated").is_empty(),
+        "warned again:\n{}",
+        agent.stderr()
+    );
+}

@@ -89,7 +89,7 @@ impl Discovery {
             .filter(|st| st.progress().complete_at.is_none())
             .collect();
         let mut listings: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
-        for st in gone {
+        for st in gone.iter().cloned() {
             let path = st.progress().path.clone();
             let dirs = dirs_of(&path);
             for d in &dirs {
@@ -98,7 +98,7 @@ impl Discovery {
                     .or_insert_with(|| regular_files(d));
             }
             let entries = dirs.iter().flat_map(|d| &listings[d]);
-            match self.find_rest(&st, entries) {
+            match self.find_rest(&st, entries, &gone) {
                 Rest::Renamed(found) => {
                     info!(path = %found.display(), was = %path.display(),
                         "file rotated while the agent was stopped; draining it from its checkpoint");
@@ -110,9 +110,12 @@ impl Discovery {
                 }
                 Rest::Copy(e) => self.drain_copy(&st, e),
                 Rest::Nothing => {}
-                Rest::Ambiguous(holders) => {
+                Rest::Ambiguous(holders) if live.contains(&st.key) || had_unread(&st) => {
                     warn_ambiguous(&st, &holders);
                     Self::warned(&st);
+                }
+                Rest::Ambiguous(_) => {
+                    debug!(path = %path.display(), "several files hold a gone file's content; warned before");
                 }
                 Rest::Lost if live.contains(&st.key) || had_unread(&st) => {
                     warn_lost(&st, &dirs);
@@ -137,7 +140,12 @@ impl Discovery {
     }
 
     /// Where the rest of `st` is, among the regular files of its directories.
-    fn find_rest<'a>(&self, st: &FileState, entries: impl Iterator<Item = &'a Entry>) -> Rest {
+    fn find_rest<'a>(
+        &self,
+        st: &FileState,
+        entries: impl Iterator<Item = &'a Entry>,
+        gone: &[Arc<FileState>],
+    ) -> Rest {
         let (offset, was_gzip) = {
             let p = st.progress();
             (p.read_offset, gzip::is_gzip(&p.path))
@@ -168,7 +176,7 @@ impl Discovery {
         let known: HashSet<FileKey> = self.input.registry.lock().keys().copied().collect();
         let gone_name = path_name(&st.progress().path);
         let mut holders = Vec::new();
-        let mut held_all = false;
+        let mut held_all_paths: Vec<PathBuf> = Vec::new();
         for e in copies {
             // Only a rotated name of this file (app.log.1, app.log.2.gz, app.log-20261202,
             // app-20261202.log.gz): the head and the bytes before the offset prove little
@@ -186,6 +194,16 @@ impl Discovery {
             if !holds_content(&f, archive, st) {
                 continue;
             }
+            // Another gone file read further and held by it too: it is that file's copy (an
+            // older generation that starts the same way), not this one's.
+            let longer = gone.iter().any(|o| {
+                !std::ptr::eq(Arc::as_ptr(o), st)
+                    && o.progress().read_offset > offset
+                    && holds_content(&f, archive, o)
+            });
+            if longer {
+                continue;
+            }
             let more = if archive {
                 gzip::marker_at(&f, offset + 1).ok().flatten().is_some()
             } else {
@@ -194,12 +212,19 @@ impl Discovery {
             if more {
                 holders.push(e);
             } else {
-                held_all = true;
+                held_all_paths.push(e.path.clone());
             }
         }
         match holders.as_slice() {
-            [] if held_all => Rest::Nothing,
+            [] if !held_all_paths.is_empty() => Rest::Nothing,
             [] => Rest::Lost,
+            // One file holds exactly what was read, another that and more: either may be it.
+            [_, ..] if !held_all_paths.is_empty() => Rest::Ambiguous(
+                held_all_paths
+                    .into_iter()
+                    .chain(holders.iter().map(|e| e.path.clone()))
+                    .collect(),
+            ),
             // The globs match it: discovery reads it (an archive continues at the offset).
             [one] if self.input.matches(&one.path) => Rest::Nothing,
             [one] => Rest::Copy((*one).clone()),
@@ -293,21 +318,40 @@ fn path_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Whether `name` is a rotated name of a file called `gone`: `gone` followed by anything
-/// (`app.log.1`, `app.log.2.gz`, `app.log-20261202`), or its stem followed by `-`, `_` or `.`
-/// (logrotate's `extension`: `app-20261202.log.gz`, `app.1.log`).
+/// Whether `name` is a rotated name of a file called `gone`, as logrotate, Python's handlers
+/// and the container runtimes make them: `gone` followed by a separator (`.`, `-`, `_`) and a
+/// number or date (`app.log.1`, `app.log-20261202`, `0.log.20261202-101010`), or its stem so
+/// followed and then its extension (logrotate's `extension`: `app-20261202.log`,
+/// `app.1.log`); either with a compression suffix (`.gz`). Not `app.log.old`, not
+/// `app-worker.log.1`.
 fn derived_from(name: &str, gone: &str) -> bool {
-    if name == gone || gone.is_empty() {
+    if gone.is_empty() || name == gone {
         return false;
     }
-    if name.starts_with(gone) {
-        return true;
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    if let Some(rest) = name.strip_prefix(gone) {
+        return numbered(rest) == Some("");
     }
-    let stem = gone.rsplit_once('.').map_or(gone, |(s, _)| s);
+    let Some((stem, ext)) = gone.rsplit_once('.') else {
+        return false;
+    };
     !stem.is_empty()
         && name
             .strip_prefix(stem)
-            .is_some_and(|rest| rest.starts_with(['-', '_', '.']))
+            .and_then(numbered)
+            .is_some_and(|rest| rest.strip_prefix('.') == Some(ext))
+}
+
+/// `s` without a leading separator and number or date (`.1`, `-20261202`, `-20261202-1764`):
+/// what follows them, or None when `s` does not start so.
+fn numbered(s: &str) -> Option<&str> {
+    let rest = s.strip_prefix(['.', '-', '_'])?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '-' || c == '_' || c == 'T'))
+        .unwrap_or(rest.len());
+    rest[..end]
+        .starts_with(|c: char| c.is_ascii_digit())
+        .then(|| &rest[end..])
 }
 
 /// Several files hold what was read of a gone file: reading the rest from the wrong one
