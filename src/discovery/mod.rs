@@ -53,8 +53,12 @@ pub fn spawn(
         .spawn(move || Discovery::new(input, pipeline).run())
 }
 
+/// One input's discovery thread: what it knows of the files its globs match and of the
+/// tailers it started.
 struct Discovery {
+    /// The input: configuration, globs, the registry of file states.
     input: Arc<Input>,
+    /// What the tailers it starts share (channel to the output, buffers, stop, slots).
     pipeline: TailResources,
     /// Wake handles of running tailers, by identity and by the paths events name them by.
     handles: tailers::Handles,
@@ -69,17 +73,28 @@ struct Discovery {
     strays: Vec<(PathBuf, FileKey)>,
     /// Quiet tailers without a thread, by file identity.
     parked: HashMap<FileKey, Parked>,
+    /// Where a tailer that goes quiet hands itself back (see `Parked`).
     park_tx: Sender<Parked>,
     park_rx: Receiver<Parked>,
+    /// inotify, when the system has it.
     watcher: Option<notify::RecommendedWatcher>,
+    /// Its events.
     events: Receiver<notify::Result<notify::Event>>,
+    /// Directories watched one level deep.
     watched: HashSet<PathBuf>,
+    /// Directories watched with everything below them.
     recursive: Vec<PathBuf>,
+    /// Paths warned about (cannot be read): each warned once, retried every scan.
     warned: HashSet<PathBuf>,
+    /// Until the first scan is done: start_at applies, and rotation while stopped is looked at.
     first_scan: bool,
+    /// Identities the first scan found at matched paths.
     seen: HashSet<FileKey>,
+    /// Files that wait for a descriptor (max_open_files).
     waiting: usize,
+    /// Scans done.
     scans: u64,
+    /// Events were lost or a directory appeared: the next scan stats every file.
     full_scan_due: bool,
 }
 

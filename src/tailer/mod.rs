@@ -1,5 +1,21 @@
 //! Tailer: one thread per open file. Reads big chunks, splits lines, sends batches, and
 //! decides when the file was truncated, rewritten, rotated away or has gone quiet.
+//!
+//! A file's lifecycle, in one place:
+//! - **found**: discovery matches a path, decides the file's identity (`identity::holds`) and
+//!   opens it, within the open-file budget;
+//! - **reading**: a tailer thread reads from the checkpointed offset and sends batches; a
+//!   shrink or a changed head starts the file over as a new generation;
+//! - **parked**: quiet, with filesystem events to wake it: the thread ends, the file stays
+//!   open (`Parked`); an event or a scan resumes it;
+//! - **draining**: its path leads elsewhere (renamed or deleted): read to its end through the
+//!   open descriptor, closed after `rotate_wait` of quiet;
+//! - **closed**: quiet for `close_inactive` (or the budget is needed elsewhere); its state
+//!   stays in the registry and the checkpoint, and discovery opens it again when it changes;
+//! - **retired**: its inode holds another file now: out of the registry (and so of the
+//!   checkpoint), kept in memory a while for matching archives.
+//!
+//! A state whose file has not been seen for a day is forgotten.
 
 pub mod gzip;
 pub mod lines;
@@ -192,14 +208,23 @@ fn start_thread(t: Box<Tailer>) -> Result<(), (Box<Tailer>, io::Error)> {
     }
 }
 
+/// One open file and where reading it stands.
 struct Tailer {
+    /// Thread name (`tail:<file name>`).
     name: String,
+    /// Where it hands itself back to discovery when it parks.
     park: Sender<Parked>,
+    /// What it shares with the rest of the pipeline.
     pipeline: TailResources,
+    /// Its input's timings and limits.
     params: Arc<TailSettings>,
+    /// The open file (kept across a rename: a rotated file is drained through it).
     file: File,
+    /// The state discovery, the output and the checkpoint see.
     state: Arc<FileState>,
+    /// Wake-ups from filesystem events (None once discovery hung up).
     wake: Option<Receiver<()>>,
+    /// Whether events announce changes (else it polls every poll_interval).
     events: bool,
     /// The last read ended short of the buffer: at end of file.
     short_read: bool,
@@ -207,11 +232,15 @@ struct Tailer {
     path_checked: Instant,
     /// A rotation check was skipped: the next wait must not be a long one.
     path_check_pending: bool,
+    /// Bumped when the file starts over (truncated, rewritten): older acks are void.
     generation: u32,
+    /// Of the file's head, as far as it has been read.
     fingerprint: Fingerprint,
     /// Position, partial line and markers: the shared read loop's state.
     r: Reader,
+    /// When bytes last came.
     last_data: Instant,
+    /// Its path no longer leads to it: draining, closed after rotate_wait of quiet.
     rotated: bool,
 }
 
