@@ -20,6 +20,24 @@ fn warnings_naming(agent: &Agent, needle: &str) -> Vec<serde_json::Value> {
 
 const LOST: &str = "no file in its directory holds it";
 
+/// Fails unless the agent logged no warning about a file rotated while it was stopped.
+fn assert_no_rotation_warning(agent: &Agent) {
+    assert!(
+        warnings_naming(agent, "rotated").is_empty(),
+        "warned about a file rotated while stopped:\n{}",
+        agent.stderr()
+    );
+}
+
+/// The paths of the events whose message is `line`.
+fn paths_of<'a>(out: &'a Output, line: &str) -> Vec<&'a str> {
+    out.events
+        .iter()
+        .filter(|e| e.message == line)
+        .map(|e| e.path.as_str())
+        .collect()
+}
+
 /// A live-file glob: the first run reads gen0 and stops cleanly.
 struct Stopped {
     env: Env,
@@ -346,11 +364,7 @@ fn empty_live_file_rotated_while_stopped_does_not_take_an_unrelated_file() {
     agent.term_ok();
     out.refresh();
     assert_exactly_once(&out, &fresh);
-    assert!(
-        warnings_naming(&agent, "rotated").is_empty(),
-        "nothing was lost, nothing to warn about:\n{}",
-        agent.stderr()
-    );
+    assert_no_rotation_warning(&agent);
 }
 
 /// Files with one banner, one of them read only as far as the banner, all rotated and
@@ -405,21 +419,12 @@ fn files_sharing_a_banner_rotated_and_compressed_while_stopped_each_drain_their_
     });
     agent.term_ok();
     out.refresh();
-    assert!(
-        warnings_naming(&agent, "rotated").is_empty(),
-        "{}",
-        agent.stderr()
-    );
+    assert_no_rotation_warning(&agent);
     // Each line once, under its own file's path; the banner once per file.
     for (w, ls) in &expected {
         let own = ps(&env.log(&format!("{w}.log")));
         for l in ls.iter().filter(|l| **l != banner) {
-            let at: Vec<&str> = out
-                .events
-                .iter()
-                .filter(|e| e.message == *l)
-                .map(|e| e.path.as_str())
-                .collect();
+            let at = paths_of(&out, l);
             assert_eq!(at, [own.as_str()], "{l}");
         }
     }
@@ -444,11 +449,7 @@ fn busy_and_empty_logs_rotated_while_stopped_three_times() {
         let mut agent = env.spawn(&cfg);
         agent.wait_for_messages(&mut out, &app.written);
         agent.term_ok();
-        assert!(
-            warnings_naming(&agent, "rotated").is_empty(),
-            "{}",
-            agent.stderr()
-        );
+        assert_no_rotation_warning(&agent);
         app.write_n(30);
         rotate_compress(&env.logs(), "access.log");
         rotate_compress(&env.logs(), "error.log");
@@ -467,11 +468,7 @@ fn busy_and_empty_logs_rotated_while_stopped_three_times() {
         out.events.iter().all(|e| e.path == a),
         "a line under another path"
     );
-    assert!(
-        warnings_naming(&agent, "rotated").is_empty(),
-        "{}",
-        agent.stderr()
-    );
+    assert_no_rotation_warning(&agent);
 }
 
 const BANNER: &str = "=== service starting: version 4.5.6 ===";
@@ -515,11 +512,7 @@ fn banner_only_file_rotated_while_stopped_beside_an_older_archive_delivers_nothi
     all.push(BANNER.to_string());
     all.extend(fresh);
     assert_exactly_once_but(&out, &all, BANNER, 2);
-    assert!(
-        warnings_naming(&agent, "rotated").is_empty(),
-        "{}",
-        agent.stderr()
-    );
+    assert_no_rotation_warning(&agent);
 }
 
 /// `expected` exactly once, except `repeated`, which comes `n` times.
@@ -566,19 +559,10 @@ fn a_sibling_with_a_longer_name_is_not_taken_for_a_rotated_generation() {
     out.refresh();
     let w = ps(&worker);
     for l in &work {
-        let at: Vec<&str> = out
-            .events
-            .iter()
-            .filter(|e| e.message == *l)
-            .map(|e| e.path.as_str())
-            .collect();
+        let at = paths_of(&out, l);
         assert_eq!(at, [w.as_str()], "{l}");
     }
-    assert!(
-        warnings_naming(&agent, "rotated").is_empty(),
-        "{}",
-        agent.stderr()
-    );
+    assert_no_rotation_warning(&agent);
 }
 
 /// Two generations rotated while stopped after only the banner was read: both archives hold
@@ -635,9 +619,5 @@ fn two_archives_holding_what_was_read_are_warned_about_once_and_neither_read() {
     append_lines(&path, &more);
     agent.wait_for_messages(&mut out, &more);
     agent.term_ok();
-    assert!(
-        warnings_naming(&agent, "rotated").is_empty(),
-        "warned again:\n{}",
-        agent.stderr()
-    );
+    assert_no_rotation_warning(&agent);
 }

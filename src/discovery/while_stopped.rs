@@ -89,6 +89,8 @@ impl Discovery {
             .filter(|st| st.progress().complete_at.is_none())
             .collect();
         let mut listings: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
+        // Identities already tracked (a file claimed as a copy below joins them).
+        let mut known: HashSet<FileKey> = self.input.registry.lock().keys().copied().collect();
         for st in gone.iter().cloned() {
             let path = st.progress().path.clone();
             let dirs = dirs_of(&path);
@@ -98,7 +100,7 @@ impl Discovery {
                     .or_insert_with(|| regular_files(d));
             }
             let entries = dirs.iter().flat_map(|d| &listings[d]);
-            match self.find_rest(&st, entries, &gone) {
+            match self.find_rest(&st, entries, &gone, &known) {
                 Rest::Renamed(found) => {
                     info!(path = %found.display(), was = %path.display(),
                         "file rotated while the agent was stopped; draining it from its checkpoint");
@@ -108,7 +110,10 @@ impl Discovery {
                     self.strays.push((found.clone(), st.key));
                     self.look_at(&found);
                 }
-                Rest::Copy(e) => self.drain_copy(&st, e),
+                Rest::Copy(e) => {
+                    known.insert(e.key);
+                    self.drain_copy(&st, e);
+                }
                 Rest::Nothing => {}
                 Rest::Ambiguous(holders) if live.contains(&st.key) || had_unread(&st) => {
                     warn_ambiguous(&st, &holders);
@@ -145,6 +150,7 @@ impl Discovery {
         st: &FileState,
         entries: impl Iterator<Item = &'a Entry>,
         gone: &[Arc<FileState>],
+        known: &HashSet<FileKey>,
     ) -> Rest {
         let (offset, was_gzip) = {
             let p = st.progress();
@@ -173,16 +179,16 @@ impl Discovery {
                 copies.push(e);
             }
         }
-        let known: HashSet<FileKey> = self.input.registry.lock().keys().copied().collect();
         let gone_name = path_name(&st.progress().path);
         let mut holders = Vec::new();
         let mut held_all_paths: Vec<PathBuf> = Vec::new();
         for e in copies {
+            let name = path_name(&e.path);
             // Only a rotated name of this file (app.log.1, app.log.2.gz, app.log-20261202,
             // app-20261202.log.gz): the head and the bytes before the offset prove little
             // when the offset is within a banner other files share, or 0.
             if known.contains(&e.key)
-                || !derived_from(&path_name(&e.path), &gone_name)
+                || !derived_from(&name, &gone_name)
                 || self.input.excluded(&e.path)
             {
                 continue;
@@ -197,8 +203,13 @@ impl Discovery {
             // Another gone file read further and held by it too: it is that file's copy (an
             // older generation that starts the same way), not this one's.
             let longer = gone.iter().any(|o| {
+                let (o_offset, o_name) = {
+                    let p = o.progress();
+                    (p.read_offset, path_name(&p.path))
+                };
                 !std::ptr::eq(Arc::as_ptr(o), st)
-                    && o.progress().read_offset > offset
+                    && o_offset > offset
+                    && derived_from(&name, &o_name)
                     && holds_content(&f, archive, o)
             });
             if longer {
