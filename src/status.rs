@@ -125,7 +125,16 @@ fn holder(dir: &Path) -> Holder {
     }
 }
 
-fn locate(e: &Entry, agent: Option<&Agent>, hint: Option<u64>) -> (Option<u64>, String) {
+/// Directory listings of one report, each directory listed once however many gone
+/// generations it held.
+type Listings = HashMap<std::path::PathBuf, Vec<crate::identity::DirFile>>;
+
+fn locate(
+    e: &Entry,
+    agent: Option<&Agent>,
+    hint: Option<u64>,
+    listings: &mut Listings,
+) -> (Option<u64>, String) {
     let key = FileKey {
         dev: e.dev,
         ino: e.ino,
@@ -137,8 +146,10 @@ fn locate(e: &Entry, agent: Option<&Agent>, hint: Option<u64>) -> (Option<u64>, 
     }
     // Renamed (rotated): look in the same directory.
     if let Some(f) = e.path.parent().and_then(|dir| {
-        crate::identity::regular_files(dir)
-            .into_iter()
+        listings
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| crate::identity::regular_files(dir))
+            .iter()
             .find(|f| f.key == key)
     }) {
         return (Some(f.size), format!("rotated to {}", f.path.display()));
@@ -173,6 +184,7 @@ fn checkpointed_files(
 ) -> (Vec<FileStatus>, HashSet<FileKey>) {
     let mut files = Vec::new();
     let mut known = HashSet::new();
+    let mut listings = Listings::new();
     for e in entries {
         let key = FileKey {
             dev: e.dev,
@@ -182,7 +194,7 @@ fn checkpointed_files(
         // The size last seen, of plain files only (what it counts for an archive is not said).
         let compressed = e.gzip_length.is_some() || gzip::is_gzip(&e.path);
         let hint = e.size.filter(|_| !compressed);
-        let (on_disk, mut state) = locate(e, agent, hint);
+        let (on_disk, mut state) = locate(e, agent, hint, &mut listings);
         let size = comparable_size(e, compressed, on_disk);
         if size.is_some_and(|s| s < e.offset) {
             state = "replaced (smaller than its offset; will be read from 0)".into();
