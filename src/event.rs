@@ -26,11 +26,12 @@ pub struct Progress {
     pub path: PathBuf,
     /// Unix seconds when the file was last seen on disk or read.
     pub last_seen: u64,
-    /// Compressed files: decompressed length, once read to the end (never read again).
-    pub complete_at: Option<u64>,
+    /// Where this identity is used up: a compressed file's decompressed length once read to
+    /// its end, or a plain file's end once its archive continues it. Named as on disk.
+    pub gzip_length: Option<u64>,
     /// Compressed files read cleanly to the end: their compressed size, which an archive
-    /// never changes, so another size at the same inode is another archive.
-    pub archive_size: Option<u64>,
+    /// never changes, so another size at the same inode is another archive. Named as on disk.
+    pub gzip_size: Option<u64>,
     /// Its path no longer leads to it (rotated away or deleted): not the live file, only
     /// drained. A file gone while the agent was stopped is warned about unless this is set.
     pub rotated_away: bool,
@@ -55,8 +56,8 @@ impl Progress {
             acked_marker: marker,
             path: path.to_path_buf(),
             last_seen: unix_now(),
-            complete_at: None,
-            archive_size: None,
+            gzip_length: None,
+            gzip_size: None,
             rotated_away: false,
             in_flight: crate::ack::Tracker::default(),
         }
@@ -73,7 +74,7 @@ impl Progress {
 
     /// Whether a compressed file has been read and delivered to its end.
     pub fn is_complete(&self) -> bool {
-        self.complete_at.is_some_and(|t| self.acked_offset >= t)
+        self.gzip_length.is_some_and(|t| self.acked_offset >= t)
     }
 }
 

@@ -32,8 +32,8 @@ impl Entry {
             marker: hex(p.acked_marker),
             path: p.path.clone(),
             last_seen: p.last_seen,
-            gzip_length: p.complete_at,
-            gzip_size: p.archive_size,
+            gzip_length: p.gzip_length,
+            gzip_size: p.gzip_size,
             size: Some(st.size.load(Ordering::Relaxed)),
             rotated: p.rotated_away,
         }
@@ -55,8 +55,8 @@ impl Entry {
             acked_marker: marker,
             path: self.path.clone(),
             last_seen: self.last_seen,
-            complete_at: self.gzip_length,
-            archive_size: self.gzip_size,
+            gzip_length: self.gzip_length,
+            gzip_size: self.gzip_size,
             rotated_away: self.rotated,
             in_flight: crate::ack::Tracker::default(),
         })
@@ -78,8 +78,8 @@ pub fn digest(registry: &Registry) -> u64 {
             crate::identity::fnv1a(p.path.as_os_str().as_encoded_bytes()),
             // last_seen only matters at the scale of the one-day expiry.
             p.last_seen / 3600,
-            p.complete_at.unwrap_or(u64::MAX),
-            p.archive_size.unwrap_or(u64::MAX),
+            p.gzip_length.unwrap_or(u64::MAX),
+            p.gzip_size.unwrap_or(u64::MAX),
             u64::from(p.rotated_away),
         ] {
             x = (x ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
@@ -140,7 +140,7 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), RELEASED_V1).unwrap();
         let entries = read(dir.path()).unwrap();
         let p = entries[1].progress().unwrap();
-        assert_eq!((p.complete_at, p.archive_size), (Some(2), Some(27)));
+        assert_eq!((p.gzip_length, p.gzip_size), (Some(2), Some(27)));
         assert!(p.is_complete());
     }
 

@@ -42,7 +42,7 @@ impl Discovery {
             .retain(|k, &mut (_, _, looked)| match registry.get(k) {
                 Some(st) => {
                     let p = st.progress();
-                    p.complete_at.is_none() || p.archive_size.is_none()
+                    p.gzip_length.is_none() || p.gzip_size.is_none()
                 }
                 None => looked.elapsed() < GZ_FORGET_UNTRACKED,
             });
@@ -58,7 +58,7 @@ impl Discovery {
         self.gz_attempts.keys().any(|k| {
             registry
                 .get(k)
-                .is_none_or(|st| st.progress().complete_at.is_none())
+                .is_none_or(|st| st.progress().gzip_length.is_none())
         })
     }
 
@@ -92,7 +92,7 @@ impl Discovery {
                     return Ok(Opened::Skipped);
                 }
                 let mut p = st.progress();
-                if p.complete_at.is_some() {
+                if p.gzip_length.is_some() {
                     return Ok(Opened::Skipped);
                 }
                 if p.fingerprint != fp {
@@ -171,12 +171,12 @@ impl Discovery {
             ArchiveOrigin::Continues(st) => Some(st),
             ArchiveOrigin::OwnFile => None,
         };
-        let (offset, complete_at) = if let Some(prev) = original {
+        let (offset, gzip_length) = if let Some(prev) = original {
             let at = prev.progress().read_offset;
             info!(path = %path.display(), original = %prev.progress().path.display(), offset = at,
                 "compressed copy of a file already read; continuing where it was, not reading it twice");
             // Used up: a later archive with the same head is another generation.
-            prev.progress().complete_at = Some(at);
+            prev.progress().gzip_length = Some(at);
             self.retired.retain(|r| !Arc::ptr_eq(r, &prev));
             (at, None)
         } else if how != Found::InodeReused
@@ -189,11 +189,11 @@ impl Discovery {
         };
         let fp = Fingerprint::of_head(head);
         let progress = Progress {
-            complete_at,
+            gzip_length,
             ..Progress::starting_at(fp, offset, 0, path)
         };
         let st = self.register(key, path, progress);
-        complete_at.is_none().then_some(st)
+        gzip_length.is_none().then_some(st)
     }
 
     /// The plain file this compressed head belongs to: its fingerprint is a prefix of the
@@ -218,7 +218,7 @@ impl Discovery {
                 let p = st.progress();
                 if p.fingerprint.len == 0
                     || !p.fingerprint.matches_head(head)
-                    || p.complete_at.is_some()
+                    || p.gzip_length.is_some()
                     || gzip::is_gzip(&p.path)
                 {
                     continue;

@@ -334,8 +334,8 @@ impl Discovery {
                 // Compressed files do not grow: read once to the end, never again, unless
                 // one grows after all (given up as damaged while still being written, or a
                 // gzip member appended; its content up to the offset was checked above).
-                if p.complete_at.is_some() {
-                    let grown = p.archive_size.is_some_and(|s| s != meta.len())
+                if p.gzip_length.is_some() {
+                    let grown = p.gzip_size.is_some_and(|s| s != meta.len())
                         || self
                             .gz_attempts
                             .get(&key)
@@ -343,8 +343,8 @@ impl Discovery {
                     if !grown {
                         return;
                     }
-                    p.complete_at = None;
-                    p.archive_size = None;
+                    p.gzip_length = None;
+                    p.gzip_size = None;
                 }
             } else if meta.len() == p.read_offset {
                 drop(p);
@@ -378,7 +378,7 @@ impl Discovery {
     }
 
     fn keep_retired(&mut self, st: Arc<FileState>) {
-        if st.progress().complete_at.is_some() {
+        if st.progress().gzip_length.is_some() {
             // Already accounted for by its archive: no later archive can be its copy.
             return;
         }

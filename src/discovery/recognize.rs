@@ -29,9 +29,9 @@ pub(super) fn replaced_at_inode(st: &FileState, path: &Path, size: u64) -> bool 
             return true;
         }
         if was_gzip {
-            p.archive_size.is_some_and(|s| s != size)
+            p.gzip_size.is_some_and(|s| s != size)
         } else {
-            p.complete_at.is_some()
+            p.gzip_length.is_some()
         }
     };
     // A file that cannot be opened now is looked at again later.

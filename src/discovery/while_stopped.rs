@@ -86,7 +86,7 @@ impl Discovery {
             .filter(|st| !st.is_active() && !self.seen.contains(&st.key));
         let gone: Vec<Arc<FileState>> = unseen
             .chain(self.retired.iter().cloned())
-            .filter(|st| st.progress().complete_at.is_none())
+            .filter(|st| st.progress().gzip_length.is_none())
             .collect();
         let mut listings: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
         // Identities already tracked (a file claimed as a copy below joins them).
@@ -303,7 +303,7 @@ impl Discovery {
                 .registry
                 .lock()
                 .get(&key)
-                .is_some_and(|st| st.is_active() || st.progress().complete_at.is_none());
+                .is_some_and(|st| st.is_active() || st.progress().gzip_length.is_none());
             if pending && path.exists() {
                 keep.push((path, key));
             }

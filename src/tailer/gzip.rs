@@ -94,9 +94,9 @@ pub fn spawn(
                 }
                 p.last_seen = crate::event::unix_now();
                 if end.complete {
-                    p.complete_at = Some(end.boundary);
+                    p.gzip_length = Some(end.boundary);
                     // A damaged archive may still grow (its writer was slow): no size to hold it to.
-                    p.archive_size = if end.damaged {
+                    p.gzip_size = if end.damaged {
                         None
                     } else {
                         file.metadata().ok().map(|m| m.len())
