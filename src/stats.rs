@@ -277,6 +277,46 @@ impl FileCounters {
     }
 }
 
+/// One counter of the processing pipeline, labelled by input, stage and what it counts
+/// (`failed` parses, `dropped` by a filter, `cut` multiline events).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StageKey {
+    /// The input's id.
+    pub input: String,
+    /// The stage: `<index>:<type>` for processors (`2:parse_json`), `multiline`, `framing`.
+    pub stage: String,
+    /// What is counted.
+    pub what: &'static str,
+}
+
+/// Process-wide pipeline counters; like file counters they survive reloads.
+pub fn stage_counter(input: &str, stage: &str, what: &'static str) -> Arc<AtomicU64> {
+    let key = StageKey {
+        input: input.to_string(),
+        stage: stage.to_string(),
+        what,
+    };
+    let mut m = stages().lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(key).or_default().clone()
+}
+
+/// A snapshot of every pipeline counter, sorted.
+pub fn stage_counters() -> Vec<(StageKey, u64)> {
+    let m = stages().lock().unwrap_or_else(|p| p.into_inner());
+    let mut v: Vec<(StageKey, u64)> = (m.iter())
+        .map(|(k, c)| (k.clone(), c.load(Ordering::Relaxed)))
+        .collect();
+    v.sort();
+    v
+}
+
+type StageMap = Mutex<HashMap<StageKey, Arc<AtomicU64>>>;
+
+fn stages() -> &'static StageMap {
+    static STAGES: OnceLock<StageMap> = OnceLock::new();
+    STAGES.get_or_init(Default::default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

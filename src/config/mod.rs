@@ -8,11 +8,13 @@ use std::time::Duration;
 
 mod checkpoint_dir;
 mod env;
+mod pipeline;
 mod units;
 
 pub use checkpoint_dir::{CheckpointDir, check_checkpoint_dir};
 pub use env::expand_env;
 use env::*;
+pub use pipeline::{Framing, MultilineConfig, Pairs, Preset, ProcessorConfig, SetValue};
 use units::*;
 pub use units::{parse_duration, parse_size};
 
@@ -79,6 +81,9 @@ pub enum StartAt {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileInput {
+    /// Names the input: events carry it as `source`; `file0`, `file1`, ... by position.
+    #[serde(default)]
+    pub id: Option<String>,
     /// Globs of files to tail.
     pub paths: Vec<String>,
     /// Globs of files never to tail, even when `paths` matches them.
@@ -111,6 +116,28 @@ pub struct FileInput {
     /// At most this many files open at once; 0 derives it from RLIMIT_NOFILE.
     #[serde(default)]
     pub max_open_files: usize,
+    /// How the files frame their records.
+    #[serde(default)]
+    pub format: Framing,
+    /// Adds `kubernetes.*` fields from Kubernetes log paths.
+    #[serde(default)]
+    pub kubernetes: bool,
+    /// Joins lines into multiline events.
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
+    /// Applied in order to every event.
+    #[serde(default)]
+    pub processors: Vec<ProcessorConfig>,
+}
+
+impl FileInput {
+    /// Whether events need more than the line: framing, path fields, multiline or processors.
+    pub fn processes(&self) -> bool {
+        self.format != Framing::Lines
+            || self.kubernetes
+            || self.multiline.is_some()
+            || !self.processors.is_empty()
+    }
 }
 
 /// Log level of the agent's own logs.

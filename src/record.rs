@@ -1,0 +1,641 @@
+//! The event model of the processing pipeline: an event is a set of named fields. The
+//! metadata (`timestamp`, `host`, `path`, `offset`, `source`, and `kubernetes.*` where the
+//! input asks for it) is shared per file and written unless a field of the same name shadows
+//! it or a processor removed it; `message` and whatever the processors add are the event's
+//! own fields, in order. Framing, multiline, processors, conditions and encoders all see
+//! events through this module.
+
+use crate::output::encode::json_escape;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A field's value, as JSON has them (numbers stay numbers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// JSON null.
+    Null,
+    /// true or false.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A number with a fraction or exponent (or out of i64's range).
+    Float(f64),
+    /// Text.
+    Str(String),
+    /// A list.
+    Array(Vec<Value>),
+    /// Nested fields, in order.
+    Object(Map),
+}
+
+/// Fields in insertion order; a name appears once. Events have few fields, so a vector beats
+/// a hash map for both lookup and encoding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Map(Vec<(String, Value)>);
+
+impl Map {
+    /// An empty map.
+    pub fn new() -> Map {
+        Map(Vec::new())
+    }
+
+    /// An empty map with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Map {
+        Map(Vec::with_capacity(n))
+    }
+
+    /// The value of a top-level name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// A mutable reference to a top-level name's value.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
+        self.0.iter_mut().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Whether a top-level name is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+
+    /// Sets a top-level name: replaces its value in place, or appends it.
+    pub fn insert(&mut self, name: impl Into<String> + AsRef<str>, value: Value) {
+        match self.get_mut(name.as_ref()) {
+            Some(v) => *v = value,
+            None => self.0.push((name.into(), value)),
+        }
+    }
+
+    /// Removes a top-level name; returns its value.
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let i = self.0.iter().position(|(k, _)| k == name)?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// The value at a dotted path (`kubernetes.namespace`, `http.status`).
+    pub fn get_path(&self, path: &str) -> Option<&Value> {
+        if let Some(v) = self.get(path) {
+            // A name that itself has a dot (from a JSON log) wins over the nested reading.
+            return Some(v);
+        }
+        let (head, rest) = path.split_once('.')?;
+        match self.get(head)? {
+            Value::Object(m) => m.get_path(rest),
+            _ => None,
+        }
+    }
+
+    /// Sets the value at a dotted path, creating objects on the way (a non-object on the way
+    /// is replaced by one).
+    pub fn insert_path(&mut self, path: &str, value: Value) {
+        match path.split_once('.') {
+            None => self.insert(path, value),
+            Some(_) if self.contains(path) => self.insert(path, value),
+            Some((head, rest)) => {
+                if !matches!(self.get(head), Some(Value::Object(_))) {
+                    self.insert(head, Value::Object(Map::new()));
+                }
+                if let Some(Value::Object(m)) = self.get_mut(head) {
+                    m.insert_path(rest, value);
+                }
+            }
+        }
+    }
+
+    /// Removes the value at a dotted path; returns it.
+    pub fn remove_path(&mut self, path: &str) -> Option<Value> {
+        if self.contains(path) {
+            return self.remove(path);
+        }
+        let (head, rest) = path.split_once('.')?;
+        match self.get_mut(head)? {
+            Value::Object(m) => m.remove_path(rest),
+            _ => None,
+        }
+    }
+
+    /// The fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The fields in order, values mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
+        self.0.iter_mut().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Number of top-level fields.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Appends the map as a JSON object.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_key(k, out);
+            v.write_json(out);
+        }
+        out.push(b'}');
+    }
+}
+
+impl FromIterator<(String, Value)> for Map {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Map {
+        let mut m = Map::new();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
+/// Appends `"key":`.
+pub fn write_key(k: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    json_escape(k.as_bytes(), out);
+    out.extend_from_slice(b"\":");
+}
+
+impl Value {
+    /// The text of a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as a number, when it is one or is text that reads as one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as text: strings as they are, everything else as JSON.
+    pub fn to_text(&self) -> Cow<'_, str> {
+        match self {
+            Value::Str(s) => Cow::Borrowed(s),
+            Value::Int(i) => Cow::Owned(i.to_string()),
+            Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Value::Null => Cow::Borrowed("null"),
+            other => {
+                let mut out = Vec::new();
+                other.write_json(&mut out);
+                Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+            }
+        }
+    }
+
+    /// Appends the value as JSON.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Int(i) => {
+                let mut b = itoa::Buffer::new();
+                out.extend_from_slice(b.format(*i).as_bytes());
+            }
+            // JSON has no NaN or infinity.
+            Value::Float(f) if !f.is_finite() => out.extend_from_slice(b"null"),
+            Value::Float(f) => {
+                let mut b = ryu::Buffer::new();
+                out.extend_from_slice(b.format_finite(*f).as_bytes());
+            }
+            Value::Str(s) => {
+                out.push(b'"');
+                json_escape(s.as_bytes(), out);
+                out.push(b'"');
+            }
+            Value::Array(a) => {
+                out.push(b'[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    v.write_json(out);
+                }
+                out.push(b']');
+            }
+            Value::Object(m) => m.write_json(out),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s)
+    }
+}
+
+// Parsing JSON straight into `Value` (not through serde_json::Value and its BTreeMap) keeps
+// the log's own field order and allocates only the strings.
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(x) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(Value::Array(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = Map::with_capacity(map.size_hint().unwrap_or(8).min(64));
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            let v: Value = map.next_value()?;
+            // A duplicate key keeps the last value, as most JSON readers do.
+            m.insert(k.into_owned(), v);
+        }
+        Ok(Value::Object(m))
+    }
+}
+
+impl Value {
+    /// Parses JSON text into a value.
+    pub fn from_json(text: &[u8]) -> Result<Value, String> {
+        serde_json::from_slice(text).map_err(|e| e.to_string())
+    }
+}
+
+/// What every event of one file shares: written once per file, not per event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    /// The agent's host name.
+    pub host: Arc<str>,
+    /// The file's path as matched.
+    pub path: String,
+    /// The input's id (`file0`, ... by default).
+    pub source: Arc<str>,
+    /// Fields derived from the path (`kubernetes: {namespace, pod, pod_uid, container}`).
+    pub extra: Map,
+}
+
+impl Meta {
+    /// Metadata for a file of input `source` on `host`.
+    pub fn new(host: &str, path: &str, source: &str) -> Meta {
+        Meta {
+            host: host.into(),
+            path: path.to_string(),
+            source: source.into(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// The metadata names, in the order they are written.
+pub const META_NAMES: [&str; 5] = ["timestamp", "host", "path", "offset", "source"];
+
+/// One event on its way through the processors to the outputs.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// File offset of its first line.
+    pub offset: u64,
+    /// Its time: from the record (CRI, Docker) or a `timestamp` processor, else when read.
+    pub time: Option<SystemTime>,
+    /// `message` and the fields processors added, in order.
+    pub fields: Map,
+    /// What the file's events share.
+    pub meta: Arc<Meta>,
+    /// Metadata names removed by a processor (bit i for META_NAMES[i], bit 5 for `extra`).
+    pub hidden: u8,
+}
+
+/// Bit of `Event::hidden` for the path-derived fields.
+const EXTRA_BIT: u8 = 1 << 5;
+
+impl Event {
+    /// An event holding `message`, first line at `offset`.
+    pub fn new(meta: Arc<Meta>, offset: u64, message: String) -> Event {
+        let mut fields = Map::with_capacity(4);
+        fields.insert("message", Value::Str(message));
+        Event {
+            offset,
+            time: None,
+            fields,
+            meta,
+            hidden: 0,
+        }
+    }
+
+    /// The message as text (empty if there is none).
+    pub fn message(&self) -> Cow<'_, str> {
+        self.fields
+            .get("message")
+            .map_or(Cow::Borrowed(""), Value::to_text)
+    }
+
+    fn meta_index(name: &str) -> Option<usize> {
+        META_NAMES.iter().position(|m| *m == name)
+    }
+
+    /// The value at a dotted path: the event's own fields first, then the metadata.
+    /// `timestamp` is RFC 3339 text; `offset` a number.
+    pub fn get(&self, path: &str) -> Option<Cow<'_, Value>> {
+        if let Some(v) = self.fields.get_path(path) {
+            return Some(Cow::Borrowed(v));
+        }
+        if let Some(i) = Self::meta_index(path) {
+            if self.hidden & (1 << i) != 0 {
+                return None;
+            }
+            return Some(Cow::Owned(match i {
+                0 => Value::Str(
+                    humantime::format_rfc3339_micros(self.time.unwrap_or_else(SystemTime::now))
+                        .to_string(),
+                ),
+                1 => Value::Str(self.meta.host.to_string()),
+                2 => Value::Str(self.meta.path.clone()),
+                3 => Value::Int(i64::try_from(self.offset).unwrap_or(i64::MAX)),
+                _ => Value::Str(self.meta.source.to_string()),
+            }));
+        }
+        if self.hidden & EXTRA_BIT == 0 {
+            return self.meta.extra.get_path(path).map(Cow::Borrowed);
+        }
+        None
+    }
+
+    /// Sets a field (a dotted path makes nested objects). A metadata name set here shadows
+    /// the metadata.
+    pub fn set(&mut self, path: &str, value: Value) {
+        self.fields.insert_path(path, value);
+    }
+
+    /// Removes a field or hides a metadata one; returns the value it had.
+    pub fn remove(&mut self, path: &str) -> Option<Value> {
+        let own = self.fields.remove_path(path);
+        if own.is_some() {
+            return own;
+        }
+        let before = self.get(path).map(Cow::into_owned)?;
+        match Self::meta_index(path) {
+            Some(i) => self.hidden |= 1 << i,
+            None => {
+                // Path-derived fields are shared: copy them into the event, then remove.
+                if self.hidden & EXTRA_BIT == 0 {
+                    for (k, v) in self.meta.extra.iter() {
+                        if !self.fields.contains(k) {
+                            self.fields.insert(k.to_string(), v.clone());
+                        }
+                    }
+                    self.hidden |= EXTRA_BIT;
+                }
+                self.fields.remove_path(path);
+            }
+        }
+        Some(before)
+    }
+
+    /// Appends the event as one JSON object (no newline): metadata first, then the
+    /// path-derived fields, then its own fields; a field shadows metadata of its name.
+    /// `read_time` stands in for a missing time.
+    pub fn write_json(&self, read_time: SystemTime, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+        };
+        for (i, name) in META_NAMES.iter().enumerate() {
+            if self.hidden & (1 << i) != 0 || self.fields.contains(name) {
+                continue;
+            }
+            sep(out);
+            write_key(name, out);
+            match i {
+                0 => {
+                    use std::io::Write;
+                    let t = self.time.unwrap_or(read_time);
+                    out.push(b'"');
+                    let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
+                    out.push(b'"');
+                }
+                1 => Value::write_str(&self.meta.host, out),
+                2 => Value::write_str(&self.meta.path, out),
+                3 => {
+                    let mut b = itoa::Buffer::new();
+                    out.extend_from_slice(b.format(self.offset).as_bytes());
+                }
+                _ => Value::write_str(&self.meta.source, out),
+            }
+        }
+        if self.hidden & EXTRA_BIT == 0 {
+            for (k, v) in self.meta.extra.iter() {
+                if !self.fields.contains(k) {
+                    sep(out);
+                    write_key(k, out);
+                    v.write_json(out);
+                }
+            }
+        }
+        for (k, v) in self.fields.iter() {
+            sep(out);
+            write_key(k, out);
+            v.write_json(out);
+        }
+        out.push(b'}');
+    }
+}
+
+impl Value {
+    /// Appends `s` as a JSON string.
+    pub fn write_str(s: &str, out: &mut Vec<u8>) {
+        out.push(b'"');
+        json_escape(s.as_bytes(), out);
+        out.push(b'"');
+    }
+}
+
+/// Reads JSON object text into a `Map`, for tests and `parse_json`.
+pub fn parse_object(text: &[u8]) -> Result<Map, String> {
+    match Value::from_json(text)? {
+        Value::Object(m) => Ok(m),
+        _ => Err("not a JSON object".into()),
+    }
+}
+
+/// Deserializes a YAML/JSON mapping into a `Map`-like ordered list of pairs.
+pub fn ordered_pairs<'de, D, V>(d: D) -> Result<Vec<(String, V)>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Pairs<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Pairs<V> {
+        type Value = Vec<(String, V)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of field names to values")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut v: Vec<(String, V)> = Vec::new();
+            while let Some(k) = map.next_key::<String>()? {
+                if v.iter().any(|(x, _)| *x == k) {
+                    return Err(de::Error::custom(format!("field {k:?} is named twice")));
+                }
+                let val = map.next_value()?;
+                v.push((k, val));
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_map(Pairs(std::marker::PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Arc<Meta> {
+        let mut m = Meta::new("h", "/l/a.log", "app");
+        let mut k = Map::new();
+        k.insert("namespace", Value::from("prod"));
+        m.extra.insert("kubernetes", Value::Object(k));
+        Arc::new(m)
+    }
+
+    fn json(e: &Event) -> String {
+        let mut out = Vec::new();
+        e.write_json(std::time::UNIX_EPOCH, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn parsed_json_keeps_order_numbers_and_nesting() {
+        let m =
+            parse_object(br#"{"b":1,"a":{"x":[1.5,"s",null,true]},"big":18446744073709551615}"#)
+                .unwrap();
+        let mut out = Vec::new();
+        m.write_json(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"b":1,"a":{"x":[1.5,"s",null,true]},"big":1.8446744073709552e19}"#
+        );
+        assert_eq!(
+            m.get_path("a.x"),
+            m.get("a").and_then(|a| match a {
+                Value::Object(o) => o.get("x"),
+                _ => None,
+            })
+        );
+        assert!(parse_object(b"[1]").is_err());
+        assert!(parse_object(b"{").is_err());
+    }
+
+    #[test]
+    fn events_write_metadata_then_fields_and_fields_shadow_metadata() {
+        let mut e = Event::new(meta(), 7, "hi \"there\"".into());
+        assert_eq!(
+            json(&e),
+            r#"{"timestamp":"1970-01-01T00:00:00.000000Z","host":"h","path":"/l/a.log","offset":7,"source":"app","kubernetes":{"namespace":"prod"},"message":"hi \"there\""}"#
+        );
+        e.set("host", Value::from("other"));
+        e.set("http.status", Value::Int(500));
+        assert_eq!(e.get("host").unwrap().as_str(), Some("other"));
+        assert_eq!(e.get("http.status").unwrap().into_owned(), Value::Int(500));
+        assert_eq!(
+            e.get("kubernetes.namespace").unwrap().as_str(),
+            Some("prod")
+        );
+        assert_eq!(e.get("offset").unwrap().into_owned(), Value::Int(7));
+        let j = json(&e);
+        assert!(
+            j.contains(r#""message":"hi \"there\"","host":"other","http":{"status":500}}"#),
+            "{j}"
+        );
+        assert_eq!(j.matches("\"host\"").count(), 1, "{j}");
+    }
+
+    #[test]
+    fn removing_metadata_hides_it_and_removing_a_derived_field_keeps_its_siblings() {
+        let mut e = Event::new(meta(), 0, "m".into());
+        assert_eq!(e.remove("path").unwrap().as_str(), Some("/l/a.log"));
+        assert!(e.get("path").is_none());
+        assert!(!json(&e).contains("\"path\""));
+        let mut m = (*meta()).clone();
+        if let Some(Value::Object(k)) = m.extra.get_mut("kubernetes") {
+            k.insert("pod", Value::from("p1"));
+        }
+        let mut e = Event::new(Arc::new(m), 0, "m".into());
+        e.remove("kubernetes.namespace");
+        assert!(e.get("kubernetes.namespace").is_none());
+        assert_eq!(e.get("kubernetes.pod").unwrap().as_str(), Some("p1"));
+        assert!(
+            json(&e).contains(r#""kubernetes":{"pod":"p1"}"#),
+            "{}",
+            json(&e)
+        );
+        assert!(e.remove("nope").is_none());
+    }
+
+    #[test]
+    fn values_as_text_and_numbers() {
+        assert_eq!(Value::Int(3).to_text(), "3");
+        assert_eq!(Value::from("4.5").as_f64(), Some(4.5));
+        assert_eq!(Value::Float(f64::NAN).to_text(), "null");
+        assert_eq!(Value::Array(vec![Value::Int(1)]).to_text(), "[1]");
+    }
+}
