@@ -141,6 +141,9 @@ pub enum ProcessorConfig {
         /// rfc3339 | unix | unix_ms | a strftime pattern.
         #[serde(default = "rfc3339")]
         format: String,
+        /// Keep the source field (by default it is consumed: the event's time carries it).
+        #[serde(default)]
+        keep: bool,
     },
     /// Keeps or drops events by a condition: exactly one of keep, drop.
     Filter {
