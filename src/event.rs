@@ -202,6 +202,11 @@ pub struct Batch {
     pub base_offset: u64,
     /// The lines, as ranges of `buf`.
     pub lines: Vec<Line>,
+    /// The events the input's pipeline made of the lines, when it has one (then these are
+    /// what the outputs write, and `lines` only what was read).
+    pub events: Option<Vec<crate::record::Event>>,
+    /// The input's id.
+    pub source: Arc<str>,
     /// Everything before this offset is consumed once the batch is written.
     pub end_offset: u64,
     /// Hash of the bytes just before `end_offset`.

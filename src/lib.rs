@@ -14,6 +14,7 @@ pub mod framing;
 pub mod identity;
 pub mod metrics;
 pub mod output;
+pub mod pipeline;
 pub mod processors;
 pub mod record;
 pub mod runtime;

@@ -170,6 +170,7 @@ impl View {
             s.started.elapsed().as_secs() as i64,
         )?;
         let total_lag = self.register_rotations_and_files(&reg)?;
+        register_stages(&reg)?;
         gauge(
             "logaggregator_lag_bytes",
             "Sum of the per-file lag.",
@@ -311,4 +312,39 @@ pub struct StatsDoc {
     pub lag_bytes: u64,
     /// Lines cut to max_line_bytes.
     pub lines_truncated: u64,
+}
+
+/// The processing pipeline's counters: events a processor could not parse, events a filter
+/// dropped, multiline events cut, per input and stage.
+fn register_stages(reg: &Registry) -> Result<(), prometheus::Error> {
+    let vec = |name: &str, help: &str| {
+        IntCounterVec::new(Opts::new(name, help), &["input", "processor"])
+    };
+    let failed = vec(
+        "logaggregator_processor_failures_total",
+        "Events a processor could not parse (they go on unchanged, with parse_error), per input and processor (index:type).",
+    )?;
+    let dropped = vec(
+        "logaggregator_processor_dropped_total",
+        "Events a filter dropped, per input and processor (index:type).",
+    )?;
+    let cut = IntCounterVec::new(
+        Opts::new(
+            "logaggregator_multiline_cut_total",
+            "Multiline events cut at max_lines or max_bytes, per input.",
+        ),
+        &["input"],
+    )?;
+    for (k, v) in crate::stats::stage_counters() {
+        match k.what {
+            "failed" => failed.with_label_values(&[&k.input, &k.stage]).inc_by(v),
+            "dropped" => dropped.with_label_values(&[&k.input, &k.stage]).inc_by(v),
+            "cut" => cut.with_label_values(&[&k.input]).inc_by(v),
+            _ => {}
+        }
+    }
+    reg.register(Box::new(failed))?;
+    reg.register(Box::new(dropped))?;
+    reg.register(Box::new(cut))?;
+    Ok(())
 }

@@ -254,7 +254,10 @@ fn input_report(
         _ => None,
     };
     let (mut files, known) = checkpointed_files(&entries, agent, now_secs);
-    for p in Input::new(i, f.clone()).matched() {
+    for p in Input::new(i, f.clone())
+        .map(|inp| inp.matched())
+        .unwrap_or_default()
+    {
         if let Ok(m) = std::fs::metadata(&p)
             && m.is_file()
             && !known.contains(&FileKey::of(&m))

@@ -60,12 +60,14 @@ fn json_events_have_exactly_the_documented_fields() {
         keys.sort();
         assert_eq!(
             keys,
-            ["host", "message", "offset", "path", "timestamp"],
+            ["host", "message", "offset", "path", "source", "timestamp"],
             "event keys: {}",
             e.raw
         );
         assert_eq!(e.host, host);
         assert_eq!(e.path, path.to_str().unwrap());
+        // No id in the config: the input's position names it.
+        assert_eq!(v["source"], "file0", "{}", e.raw);
         // 2026-11-22T15:00:00.123456Z
         let t = e.timestamp.as_bytes();
         assert!(

@@ -4,6 +4,7 @@
 //! `signals` turns signals into messages, `reporter` logs the stats line, and `process`
 //! sets up the process itself (logging, open-file limit, malloc arenas, host name).
 
+mod dry_run;
 mod process;
 mod reload;
 mod reporter;
@@ -45,6 +46,15 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Feeds SAMPLE (or stdin) through an input's framing, multiline and processors and
+    /// prints the events as JSON lines; no checkpoint, no output.
+    DryRun {
+        /// The input's id (default: the first input).
+        #[arg(long, value_name = "ID")]
+        input: Option<String>,
+        /// A file of sample lines (default: standard input).
+        sample: Option<PathBuf>,
     },
 }
 
@@ -113,8 +123,12 @@ pub fn main(cli: Cli) -> u8 {
     if cli.check {
         return print_check(&path, &cfg);
     }
-    if let Some(Command::Status { json }) = cli.command {
-        return crate::status::print(&cfg, json);
+    match &cli.command {
+        Some(Command::Status { json }) => return crate::status::print(&cfg, *json),
+        Some(Command::DryRun { input, sample }) => {
+            return dry_run::run(&cfg, input.as_deref(), sample.as_deref());
+        }
+        None => {}
     }
     let level = process::init_logging(cfg.logging.level, cfg.logging.format);
     run::run(cfg, path, level)
@@ -137,8 +151,14 @@ fn print_check(path: &Path, cfg: &Config) -> u8 {
     }
     println!("configuration {} is valid", path.display());
     for ((i, f), dir) in cfg.inputs.files.iter().enumerate().zip(dirs) {
-        let input = Input::new(i, f.clone());
-        println!("input {i} (inputs.files[{i}]):");
+        let input = match Input::new(i, f.clone()) {
+            Ok(input) => input,
+            Err(e) => {
+                eprintln!("logaggregator: configuration error: {e}");
+                return EXIT_CONFIG;
+            }
+        };
+        println!("input {i} (inputs.files[{i}], id {}):", f.id_or_default(i));
         println!("  paths: {}", f.paths.join(", "));
         if !f.exclude.is_empty() {
             println!("  exclude: {}", f.exclude.join(", "));

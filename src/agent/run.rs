@@ -88,7 +88,7 @@ impl InputStarter {
         let (store, entries) = Store::open(&cfg.checkpoint_path).map_err(|e| e.0)?;
         let index = self.next_index;
         self.next_index += 1;
-        let input = Arc::new(Input::new(index, cfg.clone()));
+        let input = Arc::new(Input::new(index, cfg.clone())?);
         checkpoint::restore(&input.registry, &entries);
         // `input` is the position in inputs.files (inputs started by a reload get the next
         // unused number); files_matched: files its globs match now; checkpointed_files: files

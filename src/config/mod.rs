@@ -131,6 +131,11 @@ pub struct FileInput {
 }
 
 impl FileInput {
+    /// The input's id: as configured, else `file<index>`.
+    pub fn id_or_default(&self, index: usize) -> String {
+        self.id.clone().unwrap_or_else(|| format!("file{index}"))
+    }
+
     /// Whether events need more than the line: framing, path fields, multiline or processors.
     pub fn processes(&self) -> bool {
         self.format != Framing::Lines
@@ -307,6 +312,11 @@ impl Config {
             .filter(|s| s.value.chars().count() >= REDACT_ANYWHERE)
             .collect();
         cfg.validate(&|value: &str| redact(value, long.iter().copied(), false))?;
+        let mut cfg = cfg;
+        // Ids by position are fixed here: an input a reload adds keeps its position's id.
+        for (i, f) in cfg.inputs.files.iter_mut().enumerate() {
+            f.id = Some(f.id_or_default(i));
+        }
         Ok(cfg)
     }
 
@@ -357,7 +367,27 @@ impl Config {
             if input.max_line_bytes > 1 << 30 {
                 return Err(err(format!("{at}.max_line_bytes: must be at most 1GiB")));
             }
+            if let Some(id) = &input.id
+                && (id.is_empty()
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
+            {
+                return Err(err(format!(
+                    "{at}.id: {:?} is not a valid id; use letters, digits, '_', '-' and '.'",
+                    shown(id)
+                )));
+            }
+            let id = input.id_or_default(i);
+            // Compiling the pipeline checks every regex, condition and pattern in it.
+            crate::pipeline::Compiled::build(input, i, "").map_err(|e| err(shown(&e)))?;
             for (j, other) in self.inputs.files.iter().enumerate().take(i) {
+                if other.id_or_default(j) == id {
+                    return Err(err(format!(
+                        "{at}.id: {:?} is already the id of inputs.files[{j}]; ids must be unique",
+                        shown(&id)
+                    )));
+                }
                 if other.checkpoint_path == input.checkpoint_path {
                     return Err(err(format!(
                         "{at}.checkpoint_path: {} is already used by inputs.files[{j}]; each input needs its own checkpoint directory",

@@ -56,13 +56,24 @@ fn absolute(pattern: &str) -> String {
 }
 
 impl Input {
-    /// Builds the run-time input from its configuration.
-    pub fn new(index: usize, cfg: FileInput) -> Input {
+    /// Builds the run-time input from its configuration (which validation has checked, so
+    /// an error here is one the pipeline's compilation found).
+    pub fn new(index: usize, cfg: FileInput) -> Result<Input, String> {
+        let pipeline = if cfg.processes() {
+            let host = crate::agent::hostname();
+            Some(Arc::new(crate::pipeline::Compiled::build(
+                &cfg, index, &host,
+            )?))
+        } else {
+            None
+        };
         let params = Arc::new(TailSettings {
             poll_interval: cfg.poll_interval,
             rotate_wait: cfg.rotate_wait,
             close_inactive: cfg.close_inactive,
             max_line_bytes: cfg.max_line_bytes as usize,
+            source: cfg.id_or_default(index).into(),
+            pipeline,
         });
         let includes: Vec<String> = cfg.paths.iter().map(|g| absolute(g)).collect();
         let include_patterns = includes
@@ -75,7 +86,7 @@ impl Input {
             .iter()
             .filter_map(|g| glob::Pattern::new(&absolute(g)).ok())
             .collect();
-        Input {
+        Ok(Input {
             index,
             cfg,
             registry: Arc::new(Registry::default()),
@@ -84,7 +95,7 @@ impl Input {
             excludes,
             include_patterns,
             single_dir,
-        }
+        })
     }
 
     pub(super) fn excluded(&self, path: &Path) -> bool {
@@ -227,7 +238,7 @@ mod tests {
             "inputs:\n  files:\n    - paths: {paths:?}\n      exclude: {exclude:?}\n      checkpoint_path: /tmp/ck\n"
         );
         let cfg = crate::config::Config::parse(&yaml, &|_| None).unwrap();
-        Input::new(0, cfg.inputs.files[0].clone())
+        Input::new(0, cfg.inputs.files[0].clone()).unwrap()
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Framing: raw lines in, records out. Container formats (CRI, Docker json-file, told apart
 //! per file by `auto`) first, then multiline joining. STUB: being written; API fixed.
 
+pub mod kubernetes;
+
 use crate::config::{Framing, MultilineConfig};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Instant, SystemTime};
 
 /// One record as the file framed it, or several lines joined into one event.
@@ -24,8 +28,9 @@ pub struct Framer {
 }
 
 impl Framer {
-    /// A framer for `format`.
-    pub fn new(format: Framing) -> Framer {
+    /// A framer for `format`; joined partial records are bounded by `max_bytes`.
+    pub fn new(format: Framing, max_bytes: usize) -> Framer {
+        let _ = max_bytes;
         Framer { format }
     }
 
@@ -54,15 +59,28 @@ impl Framer {
     }
 }
 
+/// Multiline rules of one input, compiled once.
+#[derive(Debug)]
+pub struct JoinRules {}
+
+impl JoinRules {
+    /// Compiles the rules; an error names the key under `at` (`<at>.start: ...`).
+    pub fn new(cfg: &MultilineConfig, at: &str) -> Result<Arc<JoinRules>, String> {
+        let _ = (cfg, at);
+        Ok(Arc::new(JoinRules {}))
+    }
+}
+
 /// Multiline joining of one file's records.
 #[derive(Debug)]
 pub struct Joiner {}
 
 impl Joiner {
-    /// Compiles the rules; an error names the key under `at` (`<at>.start: ...`).
-    pub fn new(cfg: &MultilineConfig, at: &str) -> Result<Joiner, String> {
-        let _ = (cfg, at);
-        Ok(Joiner {})
+    /// A joiner for one file; `cut_counter` counts cut events, `path` names the file in the
+    /// warning.
+    pub fn new(rules: Arc<JoinRules>, cut_counter: Arc<AtomicU64>, path: String) -> Joiner {
+        let _ = (rules, cut_counter, path);
+        Joiner {}
     }
 
     /// Feeds a record read at `now`; appends the events it completes to `out`.

@@ -2,7 +2,9 @@
 
 use crate::config::EventFormat;
 use crate::event::Batch;
+use crate::record::{Event, Value};
 use std::io::Write;
+use std::time::SystemTime;
 
 /// Bytes that need a JSON escape (0 = copy as is).
 static ESCAPE: [u8; 256] = {
@@ -92,6 +94,8 @@ pub struct Encoder {
     /// `{"timestamp":"…","host":"…","path":"…","offset":` of the batch being encoded; its
     /// buffer is kept from batch to batch.
     prefix: Vec<u8>,
+    /// `,"source":"…","message":"` of the batch being encoded.
+    suffix: Vec<u8>,
 }
 
 impl Encoder {
@@ -105,11 +109,15 @@ impl Encoder {
             format,
             host: h,
             prefix: Vec::new(),
+            suffix: Vec::new(),
         }
     }
 
     /// Appends a batch's events to `out`.
     pub fn encode(&mut self, batch: &Batch, out: &mut Vec<u8>) {
+        if let Some(events) = &batch.events {
+            return self.encode_events(events, batch.read_time, out);
+        }
         match self.format {
             EventFormat::Text => {
                 for l in &batch.lines {
@@ -126,7 +134,7 @@ impl Encoder {
                 for l in &batch.lines {
                     out.extend_from_slice(&self.prefix);
                     out.extend_from_slice(itoa(batch.offset_of(l), &mut num));
-                    out.extend_from_slice(b",\"message\":\"");
+                    out.extend_from_slice(&self.suffix);
                     json_escape(batch.line(l), out);
                     out.extend_from_slice(b"\"}\n");
                 }
@@ -134,8 +142,29 @@ impl Encoder {
         }
     }
 
-    /// Builds the prefix every event of `batch` starts with: everything up to the offset.
+    /// Events the pipeline made: all their fields (JSON), or the message alone (text).
+    fn encode_events(&self, events: &[Event], read_time: SystemTime, out: &mut Vec<u8>) {
+        for e in events {
+            match self.format {
+                EventFormat::Json => e.write_json(read_time, out),
+                EventFormat::Text => match e.fields.get("message") {
+                    Some(Value::Str(s)) => out.extend_from_slice(s.as_bytes()),
+                    Some(v) => v.write_json(out),
+                    None => {}
+                },
+            }
+            out.push(b'\n');
+        }
+    }
+
+    /// Builds the prefix every event of `batch` starts with: everything up to the offset,
+    /// and what follows the offset up to the message.
     fn start_batch(&mut self, batch: &Batch) {
+        let s = &mut self.suffix;
+        s.clear();
+        s.extend_from_slice(b",\"source\":\"");
+        json_escape(batch.source.as_bytes(), s);
+        s.extend_from_slice(b"\",\"message\":\"");
         let p = &mut self.prefix;
         p.clear();
         p.extend_from_slice(b"{\"timestamp\":\"");
@@ -224,6 +253,8 @@ mod tests {
                 seq: 0,
             },
             end_offset: base_offset + buf.len() as u64,
+            events: None,
+            source: "app".into(),
             buf,
             base_offset,
             lines: ranges,
@@ -242,9 +273,9 @@ mod tests {
         enc.encode(&batch("/l/c.log", 0, &[]), &mut out);
         let text = String::from_utf8(out).unwrap();
         let want = [
-            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/a.log","offset":10,"message":"one"}"#,
-            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/a.log","offset":14,"message":"t\two"}"#,
-            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/b \"q\".log","offset":0,"message":"x"}"#,
+            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/a.log","offset":10,"source":"app","message":"one"}"#,
+            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/a.log","offset":14,"source":"app","message":"t\two"}"#,
+            r#"{"timestamp":"1970-01-01T00:00:01.500000Z","host":"web\"1","path":"/l/b \"q\".log","offset":0,"source":"app","message":"x"}"#,
         ];
         assert_eq!(text.lines().collect::<Vec<_>>(), want);
         for l in text.lines() {

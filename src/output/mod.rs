@@ -163,7 +163,7 @@ pub fn run(o: Output, ctl: Controls) -> Result<(), OutputFailed> {
             pending.push(Pending {
                 file: batch.file,
                 ticket: batch.ticket,
-                lines: batch.lines.len() as u64,
+                lines: batch.events.as_ref().map_or(batch.lines.len(), Vec::len) as u64,
             });
             pool.give(batch.buf);
             if out.len() < FLUSH_BYTES {
@@ -300,6 +300,8 @@ mod tests {
                 start: 0,
                 end: text.len() as u32,
             }],
+            events: None,
+            source: "file0".into(),
             end_offset: end,
             marker: 0,
             read_time: std::time::SystemTime::now(),

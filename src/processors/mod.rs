@@ -6,7 +6,7 @@ use crate::config::ProcessorConfig;
 use crate::record::Event;
 
 /// An input's processors, compiled.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Processors {}
 
 impl Processors {

@@ -174,14 +174,14 @@ fn read_all(
     };
     let marker = fnv1a(&before);
     state.progress().read_marker = marker;
-    let mut r = Reader::new(params.max_line_bytes, offset, before, marker);
+    let mut r = Reader::new(params, &state.origin, offset, before, marker);
     let mut damaged = false;
     loop {
         if pipeline.stop.is_set() {
-            return End::unfinished(r.boundary);
+            return End::unfinished(r.resume_point().0);
         }
         let Some(buf) = pipeline.pool.take(&pipeline.stop) else {
-            return End::unfinished(r.boundary);
+            return End::unfinished(r.resume_point().0);
         };
         let (mut buf, have) = r.prepare(buf, pipeline.pool.chunk);
         let (n, eof) = match dec.read(&mut buf[have..]) {
@@ -192,7 +192,7 @@ fn read_all(
                 // Probably still being written (gzip at work): the next scan resumes here.
                 debug!(%path, error = %e, decompressed_offset = r.pos, "compressed file ends early; will look again");
                 pipeline.pool.give(buf);
-                return End::unfinished(r.boundary);
+                return End::unfinished(r.resume_point().0);
             }
             Err(e) => {
                 // A truncated or corrupt archive: deliver what came out, then stop for good.
@@ -204,7 +204,7 @@ fn read_all(
         match r.take(buf, have, n, pipeline, state) {
             Ok(framed) => {
                 if !r.send(framed, pipeline, state) {
-                    return End::unfinished(r.boundary);
+                    return End::unfinished(r.resume_point().0);
                 }
             }
             Err(buf) => pipeline.pool.give(buf),
@@ -215,15 +215,15 @@ fn read_all(
                 match r.flush_partial(buf) {
                     Ok(framed) => {
                         if !r.send(framed, pipeline, state) {
-                            return End::unfinished(r.boundary);
+                            return End::unfinished(r.resume_point().0);
                         }
                     }
                     Err(buf) => pipeline.pool.give(buf),
                 }
             }
-            if r.boundary < r.pos {
-                // Stopped while waiting for a buffer: the partial line is read next time.
-                return End::unfinished(r.boundary);
+            if r.boundary < r.pos || !r.flush_pending(true, pipeline, state) {
+                // Stopped while waiting for a buffer: the rest is read next time.
+                return End::unfinished(r.resume_point().0);
             }
             debug!(%path, "end of compressed file");
             return End::finished(r.boundary, damaged);

@@ -18,6 +18,7 @@
 //! A state whose file has not been seen for a day is forgotten.
 
 pub mod gzip;
+pub mod hold;
 pub mod lines;
 pub mod reader;
 
@@ -52,6 +53,10 @@ pub struct TailSettings {
     pub close_inactive: Duration,
     /// Longest line kept.
     pub max_line_bytes: usize,
+    /// The input's id, carried by its events as `source`.
+    pub source: Arc<str>,
+    /// Framing, multiline and processors; None when lines travel as they are.
+    pub pipeline: Option<Arc<crate::pipeline::Compiled>>,
 }
 
 /// What every tailer shares with the rest of the pipeline.
@@ -162,7 +167,13 @@ pub fn spawn(
     stats::add(&pipeline.stats.files_open, 1);
     let t = Box::new(Tailer {
         park: start.park,
-        r: Reader::new(params.max_line_bytes, start.offset, before, boundary_marker),
+        r: Reader::new(
+            &params,
+            &start.state.origin,
+            start.offset,
+            before,
+            boundary_marker,
+        ),
         pipeline,
         params,
         file: start.file,
@@ -290,8 +301,11 @@ impl Tailer {
     fn finish(&mut self, exit: Exit) {
         let stats = self.pipeline.stats.clone();
         {
+            // A pending event (shutdown only: other exits emit it first) is read again.
+            let (offset, marker) = self.r.resume_point();
             let mut p = self.state.progress();
-            p.read_offset = self.r.boundary;
+            p.read_offset = offset;
+            p.read_marker = marker;
             p.last_seen = crate::event::unix_now();
         }
         match exit {
@@ -395,6 +409,9 @@ impl Tailer {
             }
         };
         self.state.size.store(meta.len(), Ordering::Relaxed);
+        if !self.r.flush_pending(false, &self.pipeline, &self.state) {
+            return Some(Exit::Stop);
+        }
         if meta.len() < self.r.pos {
             stats::add(&self.pipeline.stats.rotations_truncate, 1);
             info!(path = %self.path_display(), size = meta.len(), offset = self.r.pos, "file truncated (copytruncate?); reading it from the start");
@@ -421,7 +438,11 @@ impl Tailer {
                 info!(path = %self.path_display(), offset = self.r.pos, "file rotated away or deleted; draining it");
             }
             if quiet >= self.params.rotate_wait {
+                // Drained and quiet: its last line and pending event are complete now.
                 self.flush_partial();
+                if !self.r.flush_pending(true, &self.pipeline, &self.state) {
+                    return Some(Exit::Stop);
+                }
                 return Some(Exit::Rotated);
             }
         } else {
@@ -430,16 +451,22 @@ impl Tailer {
                 self.rotated = false;
                 self.state.progress().rotated_away = false;
             }
-            if quiet >= self.params.close_inactive {
-                return Some(Exit::Inactive);
-            }
+            let contended = self.pipeline.slots.contended()
+                && quiet >= (self.params.poll_interval * 4).max(Duration::from_secs(1));
             // Files wait for a slot: a drained file gives its slot up well before close_inactive.
-            if self.pipeline.slots.contended()
-                && quiet >= (self.params.poll_interval * 4).max(Duration::from_secs(1))
-            {
+            if quiet >= self.params.close_inactive || contended {
+                // Closing ends the file's pipeline state: what is pending goes out first.
+                if !self.r.flush_pending(true, &self.pipeline, &self.state) {
+                    return Some(Exit::Stop);
+                }
                 return Some(Exit::Inactive);
             }
-            if self.events && !self.path_check_pending && quiet >= self.park_after() {
+            // A parked file has no thread to time its pending event out: it stays awake.
+            if self.events
+                && !self.path_check_pending
+                && !self.r.has_pending()
+                && quiet >= self.park_after()
+            {
                 return Some(Exit::Park);
             }
         }
@@ -493,6 +520,11 @@ impl Tailer {
                 .max(self.params.poll_interval)
         } else {
             self.params.poll_interval
+        };
+        // A pending event is emitted on time, not at the next poll.
+        let poll = match self.r.deadline() {
+            Some(d) => poll.min(d.saturating_duration_since(Instant::now())),
+            None => poll,
         };
         // Only the safety-net poll says something about events (not the wait to park).
         let long = poll >= IDLE_POLL;
@@ -558,6 +590,8 @@ impl Tailer {
 
     /// Starts the file over as a new generation.
     fn reset(&mut self) {
+        // The old generation's pending event was read: it goes out, in that generation.
+        let _ = self.r.flush_pending(true, &self.pipeline, &self.state);
         self.generation = self.generation.wrapping_add(1);
         self.r.reset();
         self.fingerprint = Fingerprint::read(&self.file).unwrap_or_default();

@@ -1,15 +1,21 @@
 //! The read loop's core, shared by plain files and decompressed archives: bytes of a source in,
 //! whole lines out as batches. It carries the partial line between reads, knows the offset just
 //! past the last whole line (where a restart resumes) and the marker of the bytes before it,
-//! and counts over-long lines and NUL holes. Framing beyond lines plugs in here.
+//! and counts over-long lines and NUL holes. The processing pipeline (framing, multiline,
+//! processors) plugs in here, for plain files and archives alike; without one, lines travel
+//! as ranges of the read buffer (the fast path).
 
-use super::TailResources;
+use super::hold::{Holds, Span};
 use super::lines::Splitter;
+use super::{TailResources, TailSettings};
 use crate::event::{Batch, FileState, Line};
 use crate::identity::{MARKER_BYTES, fnv1a};
+use crate::pipeline::FilePipeline;
+use crate::record::Event;
 use crate::stats;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use tracing::warn;
 
 /// Lines split out of one read, ready to be sent.
@@ -17,6 +23,8 @@ pub struct Framed {
     /// The bytes, starting at source offset `base`.
     buf: Vec<u8>,
     base: u64,
+    /// Up to MARKER_BYTES bytes before `base`.
+    before: Vec<u8>,
     lines: Vec<Line>,
 }
 
@@ -37,6 +45,12 @@ pub struct Reader {
     pub before: Vec<u8>,
     truncation_warnings: u64,
     nul_warned: bool,
+    /// The input's id, for the events.
+    source: Arc<str>,
+    /// Framing, multiline and processors, when the input has any.
+    pipe: Option<FilePipeline>,
+    /// Where acknowledgements stop while an event is pending.
+    holds: Holds,
 }
 
 /// The last `n` bytes of `a` followed by `b`.
@@ -51,10 +65,17 @@ pub fn last_bytes(a: &[u8], b: &[u8], n: usize) -> Vec<u8> {
 }
 
 impl Reader {
-    /// A reader at line boundary `offset`, preceded by the bytes `before` (hash `marker`).
-    pub fn new(max_line_bytes: usize, offset: u64, before: Vec<u8>, marker: u64) -> Reader {
+    /// A reader of the file at `path` at line boundary `offset`, preceded by the bytes
+    /// `before` (hash `marker`).
+    pub fn new(
+        settings: &TailSettings,
+        path: &Path,
+        offset: u64,
+        before: Vec<u8>,
+        marker: u64,
+    ) -> Reader {
         Reader {
-            splitter: Splitter::new(max_line_bytes),
+            splitter: Splitter::new(settings.max_line_bytes),
             pos: offset,
             boundary: offset,
             boundary_marker: marker,
@@ -62,7 +83,29 @@ impl Reader {
             before,
             truncation_warnings: 0,
             nul_warned: false,
+            source: settings.source.clone(),
+            pipe: settings.pipeline.as_ref().map(|p| p.for_file(path)),
+            holds: Holds::new(offset, marker),
         }
+    }
+
+    /// Where a reopen resumes, and its marker: the boundary, or the first line of a
+    /// pending event.
+    pub fn resume_point(&self) -> (u64, u64) {
+        match &self.pipe {
+            Some(p) if p.has_pending() => self.holds.last(),
+            _ => (self.boundary, self.boundary_marker),
+        }
+    }
+
+    /// Whether an event is pending (the tailer must not park or close quietly).
+    pub fn has_pending(&self) -> bool {
+        self.pipe.as_ref().is_some_and(FilePipeline::has_pending)
+    }
+
+    /// When the pending event is due even if no line comes.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.pipe.as_ref().and_then(FilePipeline::deadline)
     }
 
     /// Readies a pool buffer: the carried partial line first, then room for a chunk. Returns
@@ -98,18 +141,24 @@ impl Reader {
         let split = self.splitter.split(&buf, &mut lines);
         self.carry.extend_from_slice(&buf[split.cut..]);
         let new_before = last_bytes(&self.before, &buf[..split.cut], MARKER_BYTES);
+        let before = std::mem::replace(&mut self.before, Vec::new());
         self.note_anomalies(truncated, nuls, base, pipeline, state);
         let old_boundary = self.boundary;
         if let Some(b) = split.boundary {
             self.boundary = base + b as u64;
-            self.boundary_marker = fnv1a(&last_bytes(&self.before, &buf[..b], MARKER_BYTES));
+            self.boundary_marker = fnv1a(&last_bytes(&before, &buf[..b], MARKER_BYTES));
         }
         self.before = new_before;
         buf.truncate(split.cut);
         if lines.is_empty() && self.boundary == old_boundary {
             return Err(buf);
         }
-        Ok(Framed { buf, base, lines })
+        Ok(Framed {
+            buf,
+            base,
+            before,
+            lines,
+        })
     }
 
     /// At the end of a source that cannot grow (or has been quiet past rotate_wait): the
@@ -128,10 +177,16 @@ impl Reader {
             });
         }
         self.boundary_marker = fnv1a(&last_bytes(&self.before, &buf, MARKER_BYTES));
-        self.before = last_bytes(&self.before, &buf, MARKER_BYTES);
+        let after = last_bytes(&self.before, &buf, MARKER_BYTES);
+        let before = std::mem::replace(&mut self.before, after);
         self.carry.clear();
         self.boundary = self.pos;
-        Ok(Framed { buf, base, lines })
+        Ok(Framed {
+            buf,
+            base,
+            before,
+            lines,
+        })
     }
 
     /// Starts over at offset 0 (the file was truncated or rewritten).
@@ -142,23 +197,119 @@ impl Reader {
         self.before.clear();
         self.splitter.skipping = false;
         self.boundary_marker = fnv1a(b"");
+        self.holds.reset();
     }
 
-    /// Hands `framed` to the output stage as one batch ending at the boundary; false when the
-    /// output is gone.
-    pub fn send(&self, framed: Framed, pipeline: &TailResources, state: &Arc<FileState>) -> bool {
+    /// Hands `framed` to the output stage as one batch: its lines, or the events the
+    /// pipeline made of them, acknowledged up to the boundary or the first line of a pending
+    /// event. False when the output is gone.
+    pub fn send(
+        &mut self,
+        framed: Framed,
+        pipeline: &TailResources,
+        state: &Arc<FileState>,
+    ) -> bool {
         let n = framed.lines.len() as u64;
         stats::add(&pipeline.stats.lines_read, n);
         stats::add(&state.lines_read, n);
-        let ticket = state.read_up_to(self.boundary, self.boundary_marker);
+        let boundary = (self.boundary, self.boundary_marker);
+        let Some(pipe) = &mut self.pipe else {
+            return self.hand_on(
+                framed.buf,
+                framed.base,
+                framed.lines,
+                None,
+                boundary,
+                pipeline,
+                state,
+            );
+        };
+        let now = Instant::now();
+        let mut events = Vec::with_capacity(framed.lines.len());
+        for l in &framed.lines {
+            let line = &framed.buf[l.start as usize..l.end as usize];
+            pipe.push_line(line, framed.base + u64::from(l.start), now, &mut events);
+        }
+        let span = Span {
+            buf: &framed.buf,
+            base: framed.base,
+            before: &framed.before,
+            lines: &framed.lines,
+        };
+        let end = self.holds.point(pipe.pending_start(), Some(span), boundary);
+        self.hand_on(
+            framed.buf,
+            framed.base,
+            framed.lines,
+            Some(events),
+            end,
+            pipeline,
+            state,
+        )
+    }
+
+    /// Emits what the pipeline holds (timeout, end of a drained file, a new generation) as
+    /// a batch of its own. False when the output is gone.
+    pub fn flush_pending(
+        &mut self,
+        all: bool,
+        pipeline: &TailResources,
+        state: &Arc<FileState>,
+    ) -> bool {
+        let Some(pipe) = &mut self.pipe else {
+            return true;
+        };
+        let now = Instant::now();
+        let mut events = Vec::new();
+        if all {
+            pipe.flush(now, &mut events);
+        } else {
+            pipe.flush_due(now, &mut events);
+        }
+        if events.is_empty() {
+            return true;
+        }
+        let end = self.holds.point(
+            pipe.pending_start(),
+            None,
+            (self.boundary, self.boundary_marker),
+        );
+        let Some(buf) = pipeline.pool.take(&pipeline.stop) else {
+            return false;
+        };
+        self.hand_on(
+            buf,
+            self.boundary,
+            Vec::new(),
+            Some(events),
+            end,
+            pipeline,
+            state,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hand_on(
+        &self,
+        buf: Vec<u8>,
+        base_offset: u64,
+        lines: Vec<Line>,
+        events: Option<Vec<Event>>,
+        (end_offset, marker): (u64, u64),
+        pipeline: &TailResources,
+        state: &Arc<FileState>,
+    ) -> bool {
+        let ticket = state.read_up_to(end_offset, marker);
         let batch = Batch {
             file: state.clone(),
             ticket,
-            buf: framed.buf,
-            base_offset: framed.base,
-            lines: framed.lines,
-            end_offset: self.boundary,
-            marker: self.boundary_marker,
+            buf,
+            base_offset,
+            lines,
+            events,
+            source: self.source.clone(),
+            end_offset,
+            marker,
             read_time: SystemTime::now(),
         };
         pipeline.tx.send(batch).is_ok()
@@ -224,7 +375,15 @@ mod tests {
     /// Feeds `chunks` through a reader as reads would; returns the lines sent, in order.
     fn feed(chunks: &[&[u8]], flush: bool) -> (Vec<String>, Reader, Arc<FileState>) {
         let (pipeline, state, rx) = fixture();
-        let mut r = Reader::new(1024, 0, Vec::new(), fnv1a(b""));
+        let settings = TailSettings {
+            poll_interval: std::time::Duration::from_millis(10),
+            rotate_wait: std::time::Duration::ZERO,
+            close_inactive: std::time::Duration::from_secs(1),
+            max_line_bytes: 1024,
+            source: "file0".into(),
+            pipeline: None,
+        };
+        let mut r = Reader::new(&settings, Path::new("/r/a.log"), 0, Vec::new(), fnv1a(b""));
         for c in chunks {
             let (mut buf, have) = r.prepare(Vec::new(), 64);
             buf[have..have + c.len()].copy_from_slice(c);
