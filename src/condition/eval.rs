@@ -42,6 +42,7 @@ pub(super) struct Literal {
 }
 
 impl Literal {
+    /// The literal `text`, read as a number and a severity where it is one.
     pub(super) fn new(text: String) -> Literal {
         Literal {
             int: text.trim().parse().ok(),
@@ -57,11 +58,16 @@ impl Literal {
 /// parentheses and `not`, which the parser limits.
 #[derive(Debug, Clone)]
 pub(super) enum Node {
+    /// `or`: any holds.
     Any(Vec<Node>),
+    /// `and`: all hold.
     All(Vec<Node>),
     Not(Box<Node>),
+    /// `has(path)`.
     Has(String),
+    /// A quoted string alone: the message contains it.
     Contains(String),
+    /// `path OP literal`.
     Compare {
         path: String,
         /// The field is a `level`: compare severities when both sides are one.
@@ -69,6 +75,7 @@ pub(super) enum Node {
         op: CmpOp,
         lit: Literal,
     },
+    /// `path ~ re`, or `!~` when `negate`.
     Matches {
         path: String,
         re: Regex,
@@ -77,6 +84,7 @@ pub(super) enum Node {
 }
 
 impl Node {
+    /// Whether `e` satisfies this node.
     pub(super) fn eval(&self, e: &dyn Lookup) -> bool {
         match self {
             Node::Any(v) => v.iter().any(|n| n.eval(e)),

@@ -16,7 +16,8 @@
 //!   compare as text: `=` exactly and case-sensitively, `<` and `>` byte by byte. Values
 //!   that are not text compare as their JSON (`null`, `true`, `[1,2]`).
 //! - **Regexes**: `field ~ "regex"` and `field !~ "regex"` (Rust `regex` syntax, unanchored,
-//!   checked when the condition is parsed) match the field's text.
+//!   `(?i)` for any case, checked when the condition is parsed) match the field's text. A
+//!   regex with spaces or any of `()&|!=<>~` must be quoted: `path ~ "^/(api|v1)/"`.
 //! - **A missing field** makes every comparison and `~` false, and `!=` and `!~` true.
 //!   `has(field)` is true when the field is present, even as null.
 //! - **A quoted string alone**, `"connection refused"`, is true when the message contains it
@@ -31,7 +32,7 @@
 //!   reach nested fields (`http.status`). `and`, `or`, `not` and `has` are keywords in any
 //!   case; quote them to use them as values.
 //! - **Errors** say what is wrong and where, as a 1-based character position:
-//!   ``expected a value after `>=` at position 13``.
+//!   `http.status >=` fails with ``expected a value after `>=` at position 15``.
 
 mod eval;
 mod lex;
