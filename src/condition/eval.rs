@@ -98,7 +98,11 @@ impl Node {
                 op,
                 lit,
             } => match e.get(path) {
-                Some(v) => op.holds(compare(&v, *level, lit)),
+                Some(v) => match compare(&v, *level, lit) {
+                    Some(order) => op.holds(order),
+                    // A level that is no severity is not above or below one: only `!=` holds.
+                    None => *op == CmpOp::Ne,
+                },
                 // A missing field equals nothing, so only `!=` holds.
                 None => *op == CmpOp::Ne,
             },
@@ -111,24 +115,27 @@ impl Node {
 }
 
 /// How the field's value `v` orders against the literal: by severity, else as numbers, else
-/// as text.
-fn compare(v: &Value, level: bool, lit: &Literal) -> Ordering {
-    if level
-        && let Some(want) = lit.severity
-        && let Some(have) = v.as_str().and_then(severity)
-    {
-        return have.cmp(&want);
+/// as text. None when the literal is a severity and a level field's value is none.
+fn compare(v: &Value, level: bool, lit: &Literal) -> Option<Ordering> {
+    if level && let Some(want) = lit.severity {
+        let have = match v {
+            Value::Str(s) => severity(s),
+            // pino and bunyan write levels as numbers: 10 trace ... 60 fatal.
+            Value::Int(n @ 10..=60) if n % 10 == 0 => Some((n / 10 - 1) as u8),
+            _ => None,
+        };
+        return have.map(|h| h.cmp(&want));
     }
     if let Some(want) = lit.num
         && let Some(have) = finite(v.as_f64())
     {
         if let (Value::Int(i), Some(j)) = (v, lit.int) {
-            return i.cmp(&j);
+            return Some(i.cmp(&j));
         }
         // Both are finite, so there is always an order.
-        return have.partial_cmp(&want).unwrap_or(Ordering::Equal);
+        return Some(have.partial_cmp(&want).unwrap_or(Ordering::Equal));
     }
-    v.to_text().as_ref().cmp(lit.text.as_str())
+    Some(v.to_text().as_ref().cmp(lit.text.as_str()))
 }
 
 /// NaN and infinities are not numbers here: `"nan" = nan` should hold, as text.

@@ -143,6 +143,14 @@ fn levels_compare_by_severity_with_aliases_in_any_case() {
     assert!(m("level = custom", r#"{"level":"custom"}"#));
     assert!(!m("level >= warn", r#"{"level":"custom"}"#));
     assert!(m("level >= 40", r#"{"level":50}"#));
+    // A level that is no severity is neither above nor below one (not text order).
+    assert!(!m("level >= warn", r#"{"level":"zzz"}"#));
+    assert!(!m("level < warn", r#"{"level":"zzz"}"#));
+    assert!(m("level != warn", r#"{"level":"zzz"}"#));
+    // pino/bunyan numeric levels: 40 warn, 50 error, 30 info.
+    assert!(m("level >= warn", r#"{"level":50}"#));
+    assert!(m("level = warn", r#"{"level":40}"#));
+    assert!(!m("level >= warn", r#"{"level":30}"#));
     // Other fields holding severity names compare as text.
     assert!(!m("sev >= warn", r#"{"sev":"error"}"#));
     assert!(!m("sev = warning", r#"{"sev":"warn"}"#));
