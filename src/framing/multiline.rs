@@ -34,24 +34,18 @@ enum Mode {
 impl JoinRules {
     /// Compiles and checks the rules; an error names the key under `at` (`<at>.start: ...`).
     pub fn new(cfg: &MultilineConfig, at: &str) -> Result<Arc<JoinRules>, String> {
-        let given = [
-            cfg.start.is_some(),
-            cfg.continue_.is_some(),
-            cfg.preset.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() != 1 {
-            return Err(format!(
-                "{at}: exactly one of start, continue and preset is required"
-            ));
-        }
         let compile = |key: &str, re: &str| {
             Regex::new(re).map_err(|e| format!("{at}.{key}: invalid regex: {e}"))
         };
         let mode = match (&cfg.start, &cfg.continue_, cfg.preset) {
-            (Some(re), _, _) => Mode::Start(compile("start", re)?),
-            (_, Some(re), _) => Mode::Continue(compile("continue", re)?),
-            (_, _, Some(p)) => Mode::Preset(p),
-            (None, None, None) => unreachable!("checked above"),
+            (Some(re), None, None) => Mode::Start(compile("start", re)?),
+            (None, Some(re), None) => Mode::Continue(compile("continue", re)?),
+            (None, None, Some(p)) => Mode::Preset(p),
+            _ => {
+                return Err(format!(
+                    "{at}: exactly one of start, continue and preset is required"
+                ));
+            }
         };
         if cfg.max_lines < 1 {
             return Err(format!("{at}.max_lines: must be at least 1"));

@@ -6,18 +6,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; digits past nanoseconds are ignored.
 pub(crate) fn parse(s: &[u8]) -> Option<SystemTime> {
+    // A fixed-size head lets the compiler drop the bounds checks of the fixed fields.
+    let h: &[u8; 19] = s.get(..19)?.try_into().ok()?;
     if s.len() < 20
-        || s[4] != b'-'
-        || s[7] != b'-'
-        || !matches!(s[10], b'T' | b't')
-        || s[13] != b':'
-        || s[16] != b':'
+        || h[4] != b'-'
+        || h[7] != b'-'
+        || !matches!(h[10], b'T' | b't')
+        || h[13] != b':'
+        || h[16] != b':'
     {
         return None;
     }
-    let year = num(s, 0, 4)? as i64;
-    let (month, day) = (num(s, 5, 2)?, num(s, 8, 2)?);
-    let (hour, min, sec) = (num(s, 11, 2)?, num(s, 14, 2)?, num(s, 17, 2)?);
+    let year = i64::from(d2(h[0], h[1])? * 100 + d2(h[2], h[3])?);
+    let (month, day) = (d2(h[5], h[6])?, d2(h[8], h[9])?);
+    let (hour, min, sec) = (d2(h[11], h[12])?, d2(h[14], h[15])?, d2(h[17], h[18])?);
     // 60 is a leap second; it reads as the next second's start, as the runtimes' clocks do.
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
@@ -47,7 +49,7 @@ pub(crate) fn parse(s: &[u8]) -> Option<SystemTime> {
     let offset: i64 = match s.get(i)? {
         b'Z' | b'z' if i + 1 == s.len() => 0,
         sign @ (b'+' | b'-') if i + 6 == s.len() && s[i + 3] == b':' => {
-            let (oh, om) = (num(s, i + 1, 2)?, num(s, i + 4, 2)?);
+            let (oh, om) = (d2(s[i + 1], s[i + 2])?, d2(s[i + 4], s[i + 5])?);
             if oh > 23 || om > 59 {
                 return None;
             }
@@ -67,11 +69,10 @@ pub(crate) fn parse(s: &[u8]) -> Option<SystemTime> {
     }
 }
 
-/// The decimal number in `s[at..at + n]`, all digits.
-fn num(s: &[u8], at: usize, n: usize) -> Option<u32> {
-    s.get(at..at + n)?.iter().try_fold(0u32, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
-    })
+/// The two-digit number `ab`.
+fn d2(a: u8, b: u8) -> Option<u32> {
+    let (a, b) = (a.wrapping_sub(b'0'), b.wrapping_sub(b'0'));
+    (a <= 9 && b <= 9).then(|| u32::from(a) * 10 + u32::from(b))
 }
 
 fn days_in_month(year: i64, month: u32) -> u32 {
