@@ -1,5 +1,6 @@
 use super::*;
 use crate::framing::multiline::tests::H;
+use std::time::Duration;
 
 const JAVA: &str = "\
 2024-12-01 10:00:00.123 ERROR [main] c.x.OrderService - Failed to process order 42
@@ -357,4 +358,85 @@ fn presets_hold_pending_start_and_cut_long_traces() {
         ]
     );
     assert_eq!(h.cuts(), 2);
+}
+
+#[test]
+fn pending_start_is_the_first_line_not_yet_emitted_at_every_step() {
+    let mut all = String::new();
+    for part in [
+        "INFO a",
+        JAVA,
+        JAVA,
+        "INFO b",
+        "",
+        PY,
+        PY_CHAINED,
+        "x",
+        PY_INTERRUPT,
+        GO,
+        "",
+        GO,
+        GO_HTTP,
+        "y",
+        GO_FATAL,
+        JAVA_BARE,
+        "INFO a",
+        "INFO a",
+    ] {
+        all.push_str(part);
+        all.push('\n');
+    }
+    let lines = lines(&all);
+    let offsets: Vec<u64> = lines
+        .iter()
+        .scan(0u64, |o, l| {
+            let at = *o;
+            *o += l.len() as u64 + 1;
+            Some(at)
+        })
+        .collect();
+    for yaml in [
+        "{preset: java}",
+        "{preset: python}",
+        "{preset: go}",
+        "{preset: java, max_lines: 3}",
+        "{preset: go, max_bytes: 64}",
+        r"{start: '^\S'}",
+        r"{continue: '^\s', max_lines: 2}",
+    ] {
+        let mut h = H::new(yaml);
+        let mut emitted = 0;
+        for (i, l) in lines.iter().enumerate() {
+            h.push_at(l, i as u64);
+            // Events are runs of consecutive lines: count lines out to know what is pending.
+            emitted += h
+                .take()
+                .iter()
+                .map(|e| e.matches('\n').count() + 1)
+                .sum::<usize>();
+            assert_eq!(
+                h.j.pending_start(),
+                (emitted <= i).then(|| offsets[emitted]),
+                "{yaml} line {i}"
+            );
+            assert!(emitted <= i + 1);
+        }
+        h.j.flush(&mut h.out);
+        emitted += h
+            .take()
+            .iter()
+            .map(|e| e.matches('\n').count() + 1)
+            .sum::<usize>();
+        assert_eq!(emitted, lines.len(), "{yaml}");
+    }
+}
+
+#[test]
+fn the_last_event_of_a_file_goes_at_its_deadline() {
+    // Fluent Bit held the last record until more input came; here the deadline frees it.
+    let mut h = H::new("{preset: java, timeout: 2s}");
+    h.push_at("2024-12-01 10:00:00 INFO last line of the file", 500);
+    assert_eq!(h.j.deadline(), Some(h.t0 + Duration::from_millis(2500)));
+    h.j.flush(&mut h.out);
+    assert_eq!(h.take(), ["2024-12-01 10:00:00 INFO last line of the file"]);
 }
