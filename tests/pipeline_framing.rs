@@ -215,6 +215,57 @@ fn auto_tells_cri_docker_and_plain_files_apart_from_their_first_record() {
     }
 }
 
+#[test]
+fn cri_records_then_multiline_join_a_java_trace_split_over_records() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let t = "2026-12-01T10:00:00.000000001Z";
+    let lines: Vec<String> = [
+        "stdout F 10:00:00.001 INFO  started",
+        "stderr F 10:00:00.002 ERROR request failed",
+        "stderr F java.lang.IllegalStateException: boom",
+        "stderr P \tat com.example.App.handle(Ap",
+        "stderr F p.java:42)",
+        "stderr F \tat com.example.App.main(App.java:10)",
+        "stdout F 10:00:00.003 INFO  next",
+    ]
+    .iter()
+    .map(|l| format!("{t} {l}"))
+    .collect();
+    write_lines(&path, &lines);
+    let cfg = cfg_format(
+        &env,
+        &env.glob("*.log"),
+        "cri",
+        &[r"multiline: {start: '^\d{2}:\d{2}:\d{2}\.\d{3} ', timeout: 300ms}"],
+    );
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    let trace = [
+        "10:00:00.002 ERROR request failed",
+        "java.lang.IllegalStateException: boom",
+        "\tat com.example.App.handle(App.java:42)",
+        "\tat com.example.App.main(App.java:10)",
+    ]
+    .join("\n");
+    let msgs = vec![
+        "10:00:00.001 INFO  started".to_string(),
+        trace.clone(),
+        "10:00:00.003 INFO  next".to_string(),
+    ];
+    agent.wait_for_messages(&mut out, &msgs);
+    agent.term_ok();
+    out.refresh();
+    out.assert_all_parsed();
+    assert_exactly_once(&out, &msgs);
+    let e = event(&out, &trace);
+    assert_eq!(
+        e["offset"],
+        offset_of(&lines.iter().map(|s| s.as_str()).collect::<Vec<_>>(), 1)
+    );
+    assert_eq!(e["stream"], "stderr", "{e}");
+}
+
 /// `root/<rel>` with parent directories.
 fn make(root: &Path, rel: &str, lines: &[String]) -> std::path::PathBuf {
     let p = root.join(rel);

@@ -789,3 +789,62 @@ fn a_pending_event_keeps_its_tailer_awake_and_goes_out_at_the_timeout() {
     out.refresh();
     assert_exactly_once(&out, &[msg(&events[0]), msg(&events[1])]);
 }
+
+#[test]
+fn continue_pattern_joins_matching_lines_to_the_previous_event() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let records = vec![
+        strings(&["first record", "  indented joins", "\ttab joins too"]),
+        strings(&["second record"]),
+        strings(&["third record", "  last continuation"]),
+    ];
+    write_lines(&path, &all_lines(&records));
+    let mut cfg = env.config();
+    cfg.input().paths = vec![env.glob("app.log")];
+    cfg.input()
+        .extra
+        .push(r"multiline: {continue: '^\s', timeout: 300ms}".into());
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    let msgs: Vec<String> = records.iter().map(|r| msg(r)).collect();
+    agent.wait_for_messages(&mut out, &msgs);
+    agent.term_ok();
+    out.refresh();
+    out.assert_all_parsed();
+    assert_exactly_once(&out, &msgs);
+    for (r, off) in records.iter().zip(offsets(&records)) {
+        assert_eq!(event_with(&out, &msg(r)).offset, off);
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn bad_multiline_options_exit_2_naming_the_key() {
+    for (multiline, key) in [
+        (
+            "{start: '(unclosed', timeout: 1s}",
+            "inputs.files[0].multiline.start",
+        ),
+        (
+            "{continue: '[a-', timeout: 1s}",
+            "inputs.files[0].multiline.continue",
+        ),
+        ("{preset: cobol}", "inputs.files[0].multiline"),
+    ] {
+        let env = Env::new();
+        let mut cfg = env.config();
+        cfg.input().extra.push(format!("multiline: {multiline}"));
+        let p = env.write_config(&cfg);
+        let r = env.run(&["--config", p.to_str().unwrap()], |_| {});
+        assert_eq!(r.code, Some(2), "multiline: {multiline}: {r:#?}");
+        assert!(
+            r.stderr.contains(key),
+            "multiline: {multiline}: stderr should name {key}:\n{}",
+            r.stderr
+        );
+    }
+}
