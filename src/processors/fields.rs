@@ -118,8 +118,8 @@ impl Redact {
             }
             return;
         }
-        // Not an own field: metadata (`path`, `kubernetes.pod`) is redacted into a field
-        // that shadows it, only when it matched.
+        // Not an own field: metadata (`path`, `kubernetes.pod`) that matched is replaced as
+        // `rename` moves it (removed first, so the siblings of a path-derived field stay).
         let replaced = match e.get(path).as_deref() {
             Some(Value::Str(s)) => match self.re.replace_all(s, self.replacement.as_str()) {
                 Cow::Owned(r) => Some(r),
@@ -128,6 +128,7 @@ impl Redact {
             _ => None,
         };
         if let Some(r) = replaced {
+            e.remove(path);
             e.set(path, Value::Str(r));
         }
     }
@@ -321,17 +322,23 @@ mod tests {
     #[test]
     fn redact_default_stars_and_metadata() {
         let mut meta = Meta::new("h", "/home/alice/app.log", "app");
-        meta.extra.insert("pod", Value::from("alice-pod"));
+        let mut k8s = Map::new();
+        k8s.insert("namespace", Value::from("prod"));
+        k8s.insert("pod", Value::from("alice-pod"));
+        meta.extra.insert("kubernetes", Value::Object(k8s));
         let mut p = build(
             "t-redact-meta",
-            vec![redact("alice", "***", &["path", "pod", "host"])],
+            vec![redact("alice", "***", &["path", "kubernetes.pod", "host"])],
         );
         let e = p
             .apply(Event::new(Arc::new(meta), 0, "by alice".into()))
             .unwrap();
         assert_eq!(e.message(), "by ***");
         assert_eq!(get(&e, "path"), Some(Value::from("/home/***/app.log")));
-        assert_eq!(get(&e, "pod"), Some(Value::from("***-pod")));
+        assert_eq!(get(&e, "kubernetes.pod"), Some(Value::from("***-pod")));
+        assert_eq!(get(&e, "kubernetes.namespace"), Some(Value::from("prod")));
+        let out = json(&e);
+        assert_eq!(out.matches("alice").count(), 0, "{out}");
         // Metadata that did not match is not copied into the event.
         assert!(e.fields.get("host").is_none());
     }
