@@ -23,8 +23,9 @@ enum Format {
     Unix,
     /// Milliseconds since the epoch, read as `Unix` is.
     UnixMs,
-    /// A strftime pattern, parsed once. Without an offset in the text the time is UTC;
-    /// without a time of day (`has_time` false) it is midnight UTC.
+    /// A strftime pattern, parsed once. Without an offset in the text the time is UTC
+    /// (chrono skips a `%Z` name without resolving it); without a time of day (`has_time`
+    /// false) it is midnight UTC.
     Strftime {
         items: Vec<Item<'static>>,
         has_time: bool,
