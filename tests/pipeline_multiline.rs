@@ -334,7 +334,7 @@ fn rename_rotation_mid_event_completes_it_from_the_rotated_file_never_glued_to_t
         "    orphan continuation 0".to_string(),
         "    orphan continuation 1".to_string(),
     ];
-    let new_events = vec![ev("new", 0, 2), ev("new", 1, 1)];
+    let new_events = [ev("new", 0, 2), ev("new", 1, 1)];
     append_lines(&path, &orphan);
     append_lines(&env.log("app.log.1"), &old_events[2][3..]); // old file again
     append_lines(&path, &new_events[0]);
@@ -386,7 +386,7 @@ fn copytruncate_mid_event_emits_the_old_generations_event_and_the_new_starts_fre
     copytruncate(&path, &env.log("app.log.1")); // the copy is not matched by app.log
     let t_truncated = Instant::now();
     let orphan = vec!["    fresh generation continuation".to_string()];
-    let new_events = vec![ev("gen1", 0, 1), ev("gen1", 1, 0)];
+    let new_events = [ev("gen1", 0, 1), ev("gen1", 1, 0)];
     {
         use std::io::Write;
         let lines: Vec<String> = orphan
