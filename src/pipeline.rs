@@ -9,7 +9,7 @@
 use crate::config::FileInput;
 use crate::framing::{Frame, Framer, JoinRules, Joiner, kubernetes};
 use crate::processors::Processors;
-use crate::record::{Event, Meta, Value};
+use crate::record::{Event, Key, Meta, Value, intern};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +78,10 @@ impl Compiled {
             joined: Vec::new(),
             timeout: self.timeout,
             last_push: None,
+            keys: Keys {
+                message: intern("message"),
+                stream: intern("stream"),
+            },
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct FilePipeline {
     timeout: Duration,
     /// When a line last came in.
     last_push: Option<Instant>,
+    /// Names every event gets.
+    keys: Keys,
 }
 
 impl FilePipeline {
@@ -118,7 +124,7 @@ impl FilePipeline {
             None => self.joined.append(&mut self.frames),
         }
         for f in self.joined.drain(..) {
-            let e = to_event(&self.meta, f);
+            let e = to_event(&self.meta, &self.keys, f);
             if let Some(e) = self.processors.apply(e) {
                 out.push(e);
             }
@@ -171,17 +177,24 @@ impl FilePipeline {
     }
 }
 
+/// The names every event of the file gets, kept at hand.
+#[derive(Debug)]
+struct Keys {
+    message: Key,
+    stream: Key,
+}
+
 /// A framed record as an event: its text as the message, the runtime's time and stream.
-fn to_event(meta: &Arc<Meta>, f: Frame) -> Event {
+fn to_event(meta: &Arc<Meta>, keys: &Keys, f: Frame) -> Event {
     let message = match String::from_utf8(f.text) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     };
-    let mut e = Event::new(meta.clone(), f.offset, message);
+    let mut e = Event::with_message_key(meta.clone(), f.offset, keys.message.clone(), message);
     e.time = f.time;
     if let Some(s) = f.stream {
         e.fields
-            .insert(crate::record::intern("stream"), Value::Str(s.to_string()));
+            .insert(keys.stream.clone(), Value::Str(s.to_string()));
     }
     e
 }

@@ -388,6 +388,8 @@ pub struct Meta {
     pub extra: Map,
     /// host, path and source as values, so that a condition on them does not allocate.
     as_values: [Value; 3],
+    /// host, path and source as JSON strings, escaped once per file, not per event.
+    as_json: [Vec<u8>; 3],
 }
 
 impl Meta {
@@ -399,6 +401,11 @@ impl Meta {
             source: source.into(),
             extra: Map::new(),
             as_values: [host.into(), path.into(), source.into()],
+            as_json: [host, path, source].map(|v| {
+                let mut out = Vec::with_capacity(v.len() + 2);
+                Value::write_str(v, &mut out);
+                out
+            }),
         }
     }
 }
@@ -436,9 +443,14 @@ const EXTRA_BIT: u8 = 1 << 5;
 impl Event {
     /// An event holding `message`, first line at `offset`.
     pub fn new(meta: Arc<Meta>, offset: u64, message: String) -> Event {
+        Event::with_message_key(meta, offset, intern("message"), message)
+    }
+
+    /// Like `new`, with the `message` key at hand (a per-file pipeline keeps it).
+    pub fn with_message_key(meta: Arc<Meta>, offset: u64, key: Key, message: String) -> Event {
         // Room for a parsed line's fields without regrowing.
         let mut fields = Map::with_capacity(8);
-        fields.insert(intern("message"), Value::Str(message));
+        fields.0.push((key, Value::Str(message)));
         Event {
             offset,
             time: None,
@@ -548,13 +560,13 @@ impl Event {
                     write_rfc3339_micros(self.time.unwrap_or(read_time), out);
                     out.push(b'"');
                 }
-                1 => Value::write_str(&self.meta.host, out),
-                2 => Value::write_str(&self.meta.path, out),
+                1 => out.extend_from_slice(&self.meta.as_json[0]),
+                2 => out.extend_from_slice(&self.meta.as_json[1]),
                 3 => {
                     let mut b = itoa::Buffer::new();
                     out.extend_from_slice(b.format(self.offset).as_bytes());
                 }
-                _ => Value::write_str(&self.meta.source, out),
+                _ => out.extend_from_slice(&self.meta.as_json[2]),
             }
         }
         if self.hidden & EXTRA_BIT == 0 {
