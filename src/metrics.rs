@@ -317,9 +317,8 @@ pub struct StatsDoc {
 /// The processing pipeline's counters: events a processor could not parse, events a filter
 /// dropped, multiline events cut, per input and stage.
 fn register_stages(reg: &Registry) -> Result<(), prometheus::Error> {
-    let vec = |name: &str, help: &str| {
-        IntCounterVec::new(Opts::new(name, help), &["input", "processor"])
-    };
+    let vec =
+        |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["input", "processor"]);
     let failed = vec(
         "logaggregator_processor_failures_total",
         "Events a processor could not parse (they go on unchanged, with parse_error), per input and processor (index:type).",

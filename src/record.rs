@@ -330,6 +330,8 @@ pub struct Meta {
     pub source: Arc<str>,
     /// Fields derived from the path (`kubernetes: {namespace, pod, pod_uid, container}`).
     pub extra: Map,
+    /// host, path and source as values, so that a condition on them does not allocate.
+    as_values: [Value; 3],
 }
 
 impl Meta {
@@ -340,6 +342,7 @@ impl Meta {
             path: path.to_string(),
             source: source.into(),
             extra: Map::new(),
+            as_values: [host.into(), path.into(), source.into()],
         }
     }
 }
@@ -400,16 +403,16 @@ impl Event {
             if self.hidden & (1 << i) != 0 {
                 return None;
             }
-            return Some(Cow::Owned(match i {
-                0 => Value::Str(
+            return Some(match i {
+                0 => Cow::Owned(Value::Str(
                     humantime::format_rfc3339_micros(self.time.unwrap_or_else(SystemTime::now))
                         .to_string(),
-                ),
-                1 => Value::Str(self.meta.host.to_string()),
-                2 => Value::Str(self.meta.path.clone()),
-                3 => Value::Int(i64::try_from(self.offset).unwrap_or(i64::MAX)),
-                _ => Value::Str(self.meta.source.to_string()),
-            }));
+                )),
+                3 => Cow::Owned(Value::Int(i64::try_from(self.offset).unwrap_or(i64::MAX))),
+                1 => Cow::Borrowed(&self.meta.as_values[0]),
+                2 => Cow::Borrowed(&self.meta.as_values[1]),
+                _ => Cow::Borrowed(&self.meta.as_values[2]),
+            });
         }
         if self.hidden & EXTRA_BIT == 0 {
             return self.meta.extra.get_path(path).map(Cow::Borrowed);

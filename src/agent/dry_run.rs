@@ -63,7 +63,10 @@ fn pick<'a>(cfg: &'a Config, id: Option<&str>) -> Result<(usize, &'a FileInput),
             let ids: Vec<String> = (files.iter().enumerate())
                 .map(|(i, f)| f.id_or_default(i))
                 .collect();
-            format!("no input with id {id:?}; the inputs are: {}", ids.join(", "))
+            format!(
+                "no input with id {id:?}; the inputs are: {}",
+                ids.join(", ")
+            )
         })
 }
 

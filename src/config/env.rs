@@ -119,7 +119,9 @@ pub(super) fn expand_line(
         let part = defaults_for_empty(part, lookup);
         let subs = &mut out.subs;
         let expanded = shellexpand::env_with_context(&part, |name: &str| {
-            if name.starts_with(UNSET) {
+            // No environment variable's name starts with a digit: `$1` is a regex group
+            // reference (redact's replacement), kept as written.
+            if name.starts_with(UNSET) || name.starts_with(|c: char| c.is_ascii_digit()) {
                 return Ok(None);
             }
             // shellexpand only knows `:-`; `:?` reaches us inside the name.

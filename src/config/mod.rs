@@ -459,6 +459,11 @@ mod tests {
             "cost $5 /data"
         );
         assert_eq!(expand_env("$$$DIR", &lookup).unwrap(), "$/data");
+        // Regex group references are no variables.
+        assert_eq!(
+            expand_env("'$1=***' ${1}", &lookup).unwrap(),
+            "'$1=***' ${1}"
+        );
         let e = expand_env("${NOPE}", &lookup).unwrap_err().0;
         assert!(e.contains("NOPE") && e.contains("not set"), "{e}");
         let e = expand_env("${NOPE:?set NOPE to the log dir}", &lookup)
