@@ -380,9 +380,10 @@ def expected_json_bytes(ds, inputs):
     except OSError:
         host = os.environ.get("HOSTNAME", "localhost")
     esc = lambda s: len(json.dumps(s, ensure_ascii=False).encode()) - 2
-    # {"timestamp":"<27 chars>","host":"..","path":"..","offset":N,"message":".."}\n
+    # {"timestamp":"<27 chars>","host":"..","path":"..","offset":N,"source":"file0","message":".."}\n
+    # (source: the input's id, file0 for the first input without one)
     fixed = len('{"timestamp":"') + 27 + len('","host":"') + esc(host) + len('","path":"') \
-        + len('","offset":') + len(',"message":"') + len('"}\n')
+        + len('","offset":') + len(',"source":"') + esc("file0") + len('","message":"') + len('"}\n')
     total = 0
     for path, data in zip(ds["files"], inputs):
         per_file = fixed + esc(str(path))
@@ -1438,7 +1439,7 @@ def verify_pipe(wl, out_path, ds):
             d = check(ev, exp)
             if d:
                 bad += 1
-                if len(examples) < 3:
+                if len(examples) < 2:
                     examples.append(f"event {idx}: {d}")
             if ev.get("source") != PIPE_INPUT_ID:
                 wrong_source += 1
@@ -1693,7 +1694,13 @@ def pipe_run(tool, args, wl, ds):
             rec["other_load"] = load.stop()
         except RunFailed as e:
             stop(p)
-            rec.update(ok=False, error=str(e))
+            err = str(e)
+            if tool == "agent":
+                # Say what arrived and how it differs (e.g. events joined or split wrongly).
+                _, msg, extra = verify_pipe(wl, out, ds)
+                rec.update(output_events=extra.get("output_events"), verify=msg)
+                err = err.split("\n")[0] + "; what arrived: " + msg + "\n" + err
+            rec.update(ok=False, error=err)
             return rec
         code, clean = stop(p)
         el = t_pre - t0
