@@ -38,12 +38,17 @@ pub struct Fingerprint {
     pub hash: u64,
 }
 
+/// FNV-1a 64's offset basis (the hash of no bytes).
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a 64's prime.
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
 /// FNV-1a 64: stable across releases and platforms, which checkpoint files need.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET_BASIS;
     for &b in bytes {
         h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = h.wrapping_mul(FNV_PRIME);
     }
     h
 }
@@ -115,11 +120,12 @@ pub struct Recorded {
     pub marker: u64,
 }
 
-/// The identity decision: whether a file whose first bytes are now `head`, and whose bytes
-/// before the recorded offset hash to `marker_now()` (None: it is shorter than that, or cannot
-/// be read so far; asked only when the head matches, as it may mean decompressing), still holds the content `rec` was read from. Same inode or not, this is what
-/// tells the file read before from a truncated, rewritten or new one (a common banner, the
-/// inode reused), and a copy or an archive of it from another file.
+/// Whether a file whose first bytes are now `head`, and whose bytes before the recorded offset
+/// hash to `marker_now(offset)` (None: it is shorter than that, or cannot be read so far;
+/// asked only when the head matches, as it may mean decompressing), still holds the content
+/// `rec` was read from. Same inode or not, this is what tells the file read before from a
+/// truncated, rewritten or new one (a common banner, the inode reused), and a copy or an
+/// archive of it from another file: the content part of discovery's identity verdict.
 pub fn holds(rec: &Recorded, head: &[u8], marker_now: impl FnOnce(u64) -> Option<u64>) -> bool {
     rec.fingerprint.matches_head(head) && marker_now(rec.offset) == Some(rec.marker)
 }

@@ -2,7 +2,7 @@
 //! plain file already read (logrotate's `compress`), which it then continues at that file's
 //! offset instead of reading it twice.
 
-use super::recognize::{holds_content, same_file};
+use super::recognize::{confirmed_at, same_file};
 use super::{Discovery, Found, Opened};
 use crate::config::StartAt;
 use crate::event::{FileState, Progress};
@@ -233,7 +233,7 @@ impl Discovery {
             if present && !st.is_active() {
                 // Its inode may hold a new file by now (the original deleted by gzip, the
                 // inode reused by the next app.log): the content decides.
-                present = File::open(&path).is_ok_and(|f| holds_content(&f, false, &st));
+                present = confirmed_at(&st, &path);
             }
             if st.is_active() {
                 if present {

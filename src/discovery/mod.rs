@@ -3,9 +3,7 @@
 
 use crate::config::StartAt;
 use crate::event::{FileState, Progress, unix_now};
-use crate::identity::{
-    FINGERPRINT_BYTES, FileKey, Fingerprint, fnv1a, holds, marker_at, read_at_most,
-};
+use crate::identity::{FINGERPRINT_BYTES, FileKey, Fingerprint, fnv1a, marker_at, read_at_most};
 use crate::tailer::{self, OpenedFile, Parked, TailResources, gzip};
 use crossbeam_channel::{Receiver, Sender};
 use notify::RecursiveMode;
@@ -22,11 +20,13 @@ mod archive;
 mod globs;
 mod recognize;
 mod tailers;
+mod verdict;
 mod watch;
 mod while_stopped;
 
 pub use globs::{Input, normalize};
-use recognize::{holds_content, replaced_at_inode, same_file};
+use recognize::{confirmed_at, replaced_at_inode, same_file};
+use verdict::{Seen, Verdict, verdict};
 use watch::{Listing, local_events};
 
 /// Checkpoint entries of files unseen for this long are forgotten.
@@ -38,6 +38,13 @@ const RETIRED_KEPT: usize = 64;
 /// Every this many scans (from the first), ended tailers' handles, day-old checkpoint entries
 /// and sizes of archives no longer pending are forgotten.
 const HOUSEKEEPING_EVERY: u64 = 60;
+
+/// Filesystem events queued before the watcher's callback blocks, and drained in one burst
+/// before acting on them.
+const EVENT_QUEUE: usize = 4096;
+
+/// How far back from the end `start_at: end` looks for the last line boundary.
+const LAST_LINE_WINDOW: u64 = 64 * 1024;
 
 /// Every this many scans, even files known to be open are stat()ed again (a safety net for
 /// missed filesystem events).
@@ -109,6 +116,16 @@ enum Found {
     InodeReused,
 }
 
+/// The resume decision for a known state whose inode was opened.
+enum Resume {
+    /// The same file, nothing to read in it (a rotated file already drained).
+    Nothing,
+    /// The same file: read on from its offset.
+    At(Arc<FileState>),
+    /// Its inode holds a new file now: read that from its start.
+    NewFile,
+}
+
 /// What opening a file came to.
 enum Opened {
     /// A tailer (or an archive reader) owns it now.
@@ -121,7 +138,7 @@ enum Opened {
 
 impl Discovery {
     fn new(input: Arc<Input>, pipeline: TailResources) -> Discovery {
-        let (etx, events) = crossbeam_channel::bounded(4096);
+        let (etx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
         let (park_tx, park_rx) = crossbeam_channel::unbounded();
         let watcher = match notify::recommended_watcher(move |ev| {
             let _ = etx.send(ev);
@@ -176,7 +193,7 @@ impl Discovery {
                         self.on_event(ev, &mut dirty);
                     }
                     // Drain a burst before acting on it.
-                    for _ in 0..4096 {
+                    for _ in 0..EVENT_QUEUE {
                         match self.events.try_recv() {
                             Ok(ev) => self.on_event(ev, &mut dirty),
                             Err(_) => break,
@@ -348,7 +365,7 @@ impl Discovery {
                 }
             } else if meta.len() == p.read_offset {
                 drop(p);
-                if renamed && File::open(path).is_ok_and(|f| holds_content(&f, false, st)) {
+                if renamed && confirmed_at(st, path) {
                     st.progress().path = path.to_path_buf();
                 }
                 return;
@@ -434,27 +451,13 @@ impl Discovery {
                 if st.is_active() {
                     return Ok(Opened::Skipped);
                 }
-                let mut p = st.progress();
-                let resumable = holds(&p.recorded(), &head, |at| marker_at(&file, at).ok());
-                if resumable {
-                    if p.read_offset == size && rotated {
-                        return Ok(Opened::Skipped);
+                match self.resume_decision(st, path, &file, head, size, rotated) {
+                    Resume::Nothing => return Ok(Opened::Skipped),
+                    Resume::At(st) => Some(st),
+                    Resume::NewFile => {
+                        replaced = true;
+                        None
                     }
-                    p.fingerprint = fp;
-                    if !rotated {
-                        p.path = path.to_path_buf();
-                    }
-                    p.last_seen = unix_now();
-                    drop(p);
-                    Some(st)
-                } else {
-                    info!(path = %path.display(), checkpoint_offset = p.read_offset, size,
-                        "file no longer holds the content checkpointed for it (truncated, rewritten or inode reused); reading it from the start");
-                    // A new file: its own state (events carry its own path), from offset 0.
-                    replaced = true;
-                    drop(p);
-                    self.keep_retired(st);
-                    None
                 }
             }
             None => None,
@@ -473,6 +476,47 @@ impl Discovery {
             }
         };
         self.start_tailer(path, file, state, size)
+    }
+
+    /// The resume decision when a plain file is opened at a known state's inode: the same
+    /// file (resumed, under its new name unless `rotated`), or a new file at that inode (the
+    /// state kept for matching archives).
+    fn resume_decision(
+        &mut self,
+        st: Arc<FileState>,
+        path: &Path,
+        file: &File,
+        head: Vec<u8>,
+        size: u64,
+        rotated: bool,
+    ) -> Resume {
+        let fp = Fingerprint::of_head(&head);
+        let known = recognize::known(&st);
+        let seen = Seen {
+            key: st.key,
+            size,
+            gzip: false,
+            content: recognize::with_head(file, false, &known.recorded, head),
+        };
+        match verdict(&known, &seen) {
+            Verdict::Same if rotated => return Resume::Nothing,
+            Verdict::Same | Verdict::Grown => {}
+            Verdict::InodeReused | Verdict::CopyOf | Verdict::Unrelated => {
+                info!(path = %path.display(), checkpoint_offset = known.recorded.offset, size,
+                    "file no longer holds the content checkpointed for it (truncated, rewritten or inode reused); reading it from the start");
+                // A new file: its own state (events carry its own path), from offset 0.
+                self.keep_retired(st);
+                return Resume::NewFile;
+            }
+        }
+        let mut p = st.progress();
+        p.fingerprint = fp;
+        if !rotated {
+            p.path = path.to_path_buf();
+        }
+        p.last_seen = unix_now();
+        drop(p);
+        Resume::At(st)
     }
 
     /// Starts the tailer of an opened plain file at its state's offset.
@@ -528,8 +572,7 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 
 /// Offset just past the last newline (start_at: end begins at a line boundary).
 fn last_line_end(file: &File, size: u64) -> u64 {
-    let window = 64 * 1024u64;
-    let from = size.saturating_sub(window);
+    let from = size.saturating_sub(LAST_LINE_WINDOW);
     match read_at_most(file, from, (size - from) as usize) {
         Ok(tail) => match memchr::memrchr(b'\n', &tail) {
             Some(i) => from + i as u64 + 1,

@@ -4,7 +4,8 @@
 //! bytes before the checkpointed offset), and drained from that offset. What cannot be found
 //! is warned about: a loss is never silent.
 
-use super::recognize::holds_content;
+use super::recognize;
+use super::verdict::{Content, Known, Seen, Verdict, verdict};
 use super::{Discovery, Found};
 use crate::event::FileState;
 use crate::identity::{
@@ -150,12 +151,8 @@ impl Discovery {
         st: &FileState,
         entries: impl Iterator<Item = &'a Entry>,
         gone: &[Arc<FileState>],
-        known: &HashSet<FileKey>,
+        known_keys: &HashSet<FileKey>,
     ) -> Rest {
-        let (offset, was_gzip) = {
-            let p = st.progress();
-            (p.read_offset, gzip::is_gzip(&p.path))
-        };
         // A state replaced by the first scan: its inode holds another file now.
         let replaced = !self
             .input
@@ -163,20 +160,28 @@ impl Discovery {
             .lock()
             .get(&st.key)
             .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), st));
+        let known = Known {
+            inode_reused: replaced,
+            ..recognize::known(st)
+        };
         let mut copies = Vec::new();
         for e in entries {
-            if e.key == st.key && !replaced && gzip::is_gzip(&e.path) == was_gzip {
-                // Its own inode; a plain file's content is checked when it is opened, an
-                // archive's by its reader (its head against the fingerprint).
-                return match (was_gzip, e.size > offset) {
-                    (true, _) => Rest::ArchiveAgain(e.path.clone()),
-                    (false, true) => Rest::Renamed(e.path.clone()),
-                    (false, false) => Rest::Nothing,
-                };
-            }
-            // An archive is only ever found by its inode: it is the copy, not the original.
-            if !was_gzip && e.key != st.key {
-                copies.push(e);
+            // Its own inode is told by its metadata; a plain file's content is checked when it
+            // is opened, an archive's by its reader (its head against the fingerprint).
+            let seen = Seen {
+                key: e.key,
+                size: e.size,
+                gzip: gzip::is_gzip(&e.path),
+                content: Content::Unread,
+            };
+            match (verdict(&known, &seen), known.gzip) {
+                (Verdict::Same | Verdict::Grown, true) => {
+                    return Rest::ArchiveAgain(e.path.clone());
+                }
+                (Verdict::Grown, false) => return Rest::Renamed(e.path.clone()),
+                (Verdict::Same, false) => return Rest::Nothing,
+                (Verdict::Unrelated, _) if known.may_have_copies() => copies.push(e),
+                _ => {}
             }
         }
         let gone_name = path_name(&st.progress().path);
@@ -187,35 +192,20 @@ impl Discovery {
             // Only a rotated name of this file (app.log.1, app.log.2.gz, app.log-20261202,
             // app-20261202.log.gz): the head and the bytes before the offset prove little
             // when the offset is within a banner other files share, or 0.
-            if known.contains(&e.key)
+            if known_keys.contains(&e.key)
                 || !derived_from(&name, &gone_name)
                 || self.input.excluded(&e.path)
             {
                 continue;
             }
-            let archive = gzip::is_gzip(&e.path);
             let Ok(f) = File::open(&e.path) else {
                 continue;
             };
-            if !holds_content(&f, archive, st) {
+            if !copy_of(&known, e, &f) || held_further(st, &known, e, &f, &name, gone) {
                 continue;
             }
-            // Another gone file read further and held by it too: it is that file's copy (an
-            // older generation that starts the same way), not this one's.
-            let longer = gone.iter().any(|o| {
-                let (o_offset, o_name) = {
-                    let p = o.progress();
-                    (p.read_offset, path_name(&p.path))
-                };
-                !std::ptr::eq(Arc::as_ptr(o), st)
-                    && o_offset > offset
-                    && derived_from(&name, &o_name)
-                    && holds_content(&f, archive, o)
-            });
-            if longer {
-                continue;
-            }
-            let more = if archive {
+            let offset = known.recorded.offset;
+            let more = if gzip::is_gzip(&e.path) {
                 gzip::marker_at(&f, offset + 1).ok().flatten().is_some()
             } else {
                 e.size > offset
@@ -226,12 +216,18 @@ impl Discovery {
                 held_all_paths.push(e.path.clone());
             }
         }
+        self.rest_among(holders, held_all_paths)
+    }
+
+    /// Where the rest is, given the files holding what was read and more (`holders`), and
+    /// those holding exactly that (`held_all`).
+    fn rest_among(&self, holders: Vec<&Entry>, held_all: Vec<PathBuf>) -> Rest {
         match holders.as_slice() {
-            [] if !held_all_paths.is_empty() => Rest::Nothing,
+            [] if !held_all.is_empty() => Rest::Nothing,
             [] => Rest::Lost,
             // One file holds exactly what was read, another that and more: either may be it.
-            [_, ..] if !held_all_paths.is_empty() => Rest::Ambiguous(
-                held_all_paths
+            [_, ..] if !held_all.is_empty() => Rest::Ambiguous(
+                held_all
                     .into_iter()
                     .chain(holders.iter().map(|e| e.path.clone()))
                     .collect(),
@@ -313,6 +309,41 @@ impl Discovery {
             self.look_at(&path);
         }
     }
+}
+
+/// Whether the directory entry `e`, open as `f`, holds the content of the file `known` records.
+fn copy_of(known: &Known, e: &Entry, f: &File) -> bool {
+    let gzip = gzip::is_gzip(&e.path);
+    let seen = Seen {
+        key: e.key,
+        size: e.size,
+        gzip,
+        content: recognize::read_content(f, gzip, &known.recorded),
+    };
+    verdict(known, &seen) == Verdict::CopyOf
+}
+
+/// Whether another gone file, read further and with `name` a rotated name of it, is held by
+/// `e` too: `e` is then that file's copy (an older generation that starts the same way), not
+/// the copy of `st`.
+fn held_further(
+    st: &FileState,
+    known: &Known,
+    e: &Entry,
+    f: &File,
+    name: &str,
+    gone: &[Arc<FileState>],
+) -> bool {
+    gone.iter().any(|o| {
+        let (o_offset, o_name) = {
+            let p = o.progress();
+            (p.read_offset, path_name(&p.path))
+        };
+        !std::ptr::eq(Arc::as_ptr(o), st)
+            && o_offset > known.recorded.offset
+            && derived_from(name, &o_name)
+            && copy_of(&recognize::known(o), e, f)
+    })
 }
 
 /// Whether a gone file is known to have held bytes not read: it was not drained to its end,
