@@ -1829,7 +1829,7 @@ def pipe_table(pipe):
                 st.append(f"{name} {s['status']} ({s['ok_runs']}/{s['runs']})" + disturbed_mark(rs))
         rows.append([r["workload"], f"{r['lines']:,}", f"{r['events']:,}", fmt_num(a.get("lines_per_s"), ",.0f"),
                      fmt_num(a.get("cpu_us_per_line"), ".3f"),
-                     f"<= {r['target_cpu_us_per_line']:g} us, <= {r['target_peak_rss_mib']:g} MiB",
+                     f"<= {r['target_cpu_us_per_line']:.1f} us, <= {r['target_peak_rss_mib']:g} MiB",
                      fmt_num(a.get("peak_rss_mib"), ".1f"), fmt_num(t.get("lines_per_s"), ",.0f"),
                      fmt_num(r.get("vs_tail"), ".2f"), meets, ", ".join(st)])
     return ("Processing pipeline (median of runs; json output; CPU per input line)", cols, rows)
