@@ -1698,6 +1698,25 @@ def wait_events(p, out, exp, settle, errp, timeout, stall):
             os.close(fd)
 
 
+def thread_cpu(pid):
+    """{thread name: CPU seconds} of the live threads (same names summed), largest first."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                data = f.read()
+            comm = data[data.index(b"(") + 1:data.rindex(b")")].decode("utf-8", "replace")
+            rest = data[data.rindex(b")") + 2:].split()
+            out[comm] = out.get(comm, 0.0) + (int(rest[11]) + int(rest[12])) / CLK_TCK
+        except (OSError, ValueError, IndexError):
+            pass
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 PIPE_SETTLE = {"multiline": 1}  # events that wait for the multiline timeout after the last line
 
 
@@ -1729,6 +1748,8 @@ def pipe_run(tool, args, wl, ds):
             cpu = proc_cpu(p.pid)
             st = proc_status(p.pid)
             rec["other_load"] = load.stop()
+            if tool == "agent":
+                rec["thread_cpu_s"] = thread_cpu(p.pid)
         except RunFailed as e:
             stop(p)
             err = str(e)
@@ -1794,6 +1815,9 @@ def bench_pipeline(wl, args, results, failures):
                 print(f"  run {i + 1} {tool:5}: {r['seconds']:7.3f}s {r['lines_per_s']:12,.0f} lines/s "
                       f"cpu {r['cpu_s']:.2f}s = {r['cpu_us_per_line']:.3f} us/line rss {r['peak_rss_mib']:.1f} MiB "
                       f"(other load {fmt_num(r.get('other_load'), '.2f')} cores){extra}", flush=True)
+                if r.get("thread_cpu_s"):
+                    print("      threads' cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                           list(r["thread_cpu_s"].items())[:5]), flush=True)
                 for n in r.get("notes", []):
                     print(f"      note: {n}", flush=True)
             else:
