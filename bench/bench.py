@@ -1469,6 +1469,8 @@ def verify_pipe(wl, out_path, ds):
                 continue
             d = check(ev, exp)
             if d:
+                if "parse_error" in ev:
+                    d += f" (the event has parse_error={_short(ev['parse_error'], 120)})"
                 bad += 1
                 if len(examples) < 2:
                     examples.append(f"event {idx}: {d}")
