@@ -5,7 +5,7 @@
 //! own fields, in order. Framing, multiline, processors, conditions and encoders all see
 //! events through this module.
 
-use crate::output::encode::json_escape;
+use crate::output::encode::escape_str;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -165,7 +165,7 @@ impl FromIterator<(String, Value)> for Map {
 /// Appends `"key":`.
 pub fn write_key(k: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    json_escape(k.as_bytes(), out);
+    escape_str(k, out);
     out.extend_from_slice(b"\":");
 }
 
@@ -221,7 +221,7 @@ impl Value {
             }
             Value::Str(s) => {
                 out.push(b'"');
-                json_escape(s.as_bytes(), out);
+                escape_str(s, out);
                 out.push(b'"');
             }
             Value::Array(a) => {
@@ -463,18 +463,23 @@ impl Event {
             }
             first = false;
         };
+        // One pass over the fields finds the metadata they shadow.
+        let mut skip = self.hidden;
+        for (k, _) in self.fields.iter() {
+            if let Some(i) = Self::meta_index(k) {
+                skip |= 1 << i;
+            }
+        }
         for (i, name) in META_NAMES.iter().enumerate() {
-            if self.hidden & (1 << i) != 0 || self.fields.contains(name) {
+            if skip & (1 << i) != 0 {
                 continue;
             }
             sep(out);
             write_key(name, out);
             match i {
                 0 => {
-                    use std::io::Write;
-                    let t = self.time.unwrap_or(read_time);
                     out.push(b'"');
-                    let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
+                    write_rfc3339_micros(self.time.unwrap_or(read_time), out);
                     out.push(b'"');
                 }
                 1 => Value::write_str(&self.meta.host, out),
@@ -504,11 +509,58 @@ impl Event {
     }
 }
 
+/// Appends `t` as RFC 3339 in UTC with microseconds (`2026-12-01T10:00:00.123456Z`), as
+/// humantime writes it, without its formatting machinery: this runs once per event.
+pub fn write_rfc3339_micros(t: SystemTime, out: &mut Vec<u8>) {
+    let (secs, micros) = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+        // Before 1970: rare enough to take the slow road.
+        Err(_) => {
+            use std::io::Write;
+            let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
+            return;
+        }
+    };
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, v: i64, n: usize| {
+        let mut v = v;
+        for i in (0..n).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, hh, 2);
+    put(14, mm, 2);
+    put(17, ss, 2);
+    put(20, i64::from(micros), 6);
+    out.extend_from_slice(&b);
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 impl Value {
     /// Appends `s` as a JSON string.
     pub fn write_str(s: &str, out: &mut Vec<u8>) {
         out.push(b'"');
-        json_escape(s.as_bytes(), out);
+        escape_str(s, out);
         out.push(b'"');
     }
 }
@@ -632,6 +684,25 @@ mod tests {
             json(&e)
         );
         assert!(e.remove("nope").is_none());
+    }
+
+    #[test]
+    fn timestamps_are_written_as_humantime_writes_them() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Up to the year 2500, any microsecond.
+            let t = std::time::UNIX_EPOCH
+                + std::time::Duration::from_micros(rng % 16_725_225_600_000_000);
+            let mut out = Vec::new();
+            write_rfc3339_micros(t, &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                humantime::format_rfc3339_micros(t).to_string()
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,8 @@ fn word_needs_escape(w: u64) -> bool {
     (control | quote | slash) != 0
 }
 
-fn escape_str(s: &str, out: &mut Vec<u8>) {
+/// Appends `s` as the inside of a JSON string (already UTF-8: no validation).
+pub fn escape_str(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     let (mut i, mut start) = (0, 0);
     while i < bytes.len() {

@@ -165,7 +165,7 @@ pub fn run(o: Output, ctl: Controls) -> Result<(), OutputFailed> {
                 ticket: batch.ticket,
                 lines: batch.events.as_ref().map_or(batch.lines.len(), Vec::len) as u64,
             });
-            pool.give(batch.buf);
+            give_back(&pool, batch.buf);
             if out.len() < FLUSH_BYTES {
                 queued = rx.try_recv().ok();
             }
@@ -193,10 +193,18 @@ pub fn run(o: Output, ctl: Controls) -> Result<(), OutputFailed> {
 fn discard_until_end(rx: &Receiver<Batch>, end_of_input: &Stop, pool: &BufferPool) {
     loop {
         match next(rx, end_of_input, IDLE_TRIM) {
-            Next::Batch(b) => pool.give(b.buf),
+            Next::Batch(b) => give_back(&pool, b.buf),
             Next::Idle => {}
             Next::End => return,
         }
+    }
+}
+
+/// Returns a batch's read buffer to the pool. Batches of events carry none (an empty
+/// vector): their tailer gave the buffer back as soon as the events owned their text.
+fn give_back(pool: &BufferPool, buf: Vec<u8>) {
+    if buf.capacity() > 0 {
+        pool.give(buf);
     }
 }
 

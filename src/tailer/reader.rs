@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::warn;
 
+/// Events per batch on the pipeline path: bounds the memory of a batch in flight.
+const EVENTS_PER_BATCH: usize = 256;
+
 /// Lines split out of one read, ready to be sent.
 pub struct Framed {
     /// The bytes, starting at source offset `base`.
@@ -213,39 +216,53 @@ impl Reader {
         stats::add(&pipeline.stats.lines_read, n);
         stats::add(&state.lines_read, n);
         let boundary = (self.boundary, self.boundary_marker);
-        let Some(pipe) = &mut self.pipe else {
-            return self.hand_on(
-                framed.buf,
-                framed.base,
-                framed.lines,
-                None,
-                boundary,
-                pipeline,
-                state,
-            );
-        };
-        let now = Instant::now();
-        let mut events = Vec::with_capacity(framed.lines.len());
-        for l in &framed.lines {
-            let line = &framed.buf[l.start as usize..l.end as usize];
-            pipe.push_line(line, framed.base + u64::from(l.start), now, &mut events);
+        if self.pipe.is_none() {
+            let (buf, base, lines) = (framed.buf, framed.base, framed.lines);
+            return self.hand_on(buf, base, lines, None, boundary, pipeline, state);
         }
-        let span = Span {
-            buf: &framed.buf,
-            base: framed.base,
-            before: &framed.before,
-            lines: &framed.lines,
-        };
-        let end = self.holds.point(pipe.pending_start(), Some(span), boundary);
-        self.hand_on(
-            framed.buf,
-            framed.base,
-            framed.lines,
-            Some(events),
-            end,
-            pipeline,
-            state,
-        )
+        // Events own their text: the read buffer goes back to the pool at once, and the
+        // lines go out in slices, so that memory in flight stays bounded by the channel.
+        let now = Instant::now();
+        let mut from = 0;
+        loop {
+            let to = (from + EVENTS_PER_BATCH).min(framed.lines.len());
+            let cut = match framed.lines.get(to) {
+                // The slice ends where the next line starts: its marker is computed here.
+                Some(next) => {
+                    let head = &framed.buf[..next.start as usize];
+                    let marker = fnv1a(&last_bytes(&framed.before, head, MARKER_BYTES));
+                    (framed.base + u64::from(next.start), marker)
+                }
+                None => boundary,
+            };
+            let Some(pipe) = &mut self.pipe else {
+                break;
+            };
+            let mut events = Vec::with_capacity(to - from);
+            for l in &framed.lines[from..to] {
+                let line = &framed.buf[l.start as usize..l.end as usize];
+                pipe.push_line(line, framed.base + u64::from(l.start), now, &mut events);
+            }
+            let span = Span {
+                buf: &framed.buf,
+                base: framed.base,
+                before: &framed.before,
+                lines: &framed.lines[from..to],
+            };
+            let end = self.holds.point(pipe.pending_start(), Some(span), cut);
+            let base = framed.base + framed.lines.get(from).map_or(0, |l| u64::from(l.start));
+            let events = Some(events);
+            if !self.hand_on(Vec::new(), base, Vec::new(), events, end, pipeline, state) {
+                pipeline.pool.give(framed.buf);
+                return false;
+            }
+            if to >= framed.lines.len() {
+                break;
+            }
+            from = to;
+        }
+        pipeline.pool.give(framed.buf);
+        true
     }
 
     /// Emits what the pipeline holds (timeout, end of a drained file, a new generation) as
@@ -274,11 +291,8 @@ impl Reader {
             None,
             (self.boundary, self.boundary_marker),
         );
-        let Some(buf) = pipeline.pool.take(&pipeline.stop) else {
-            return false;
-        };
         self.hand_on(
-            buf,
+            Vec::new(),
             self.boundary,
             Vec::new(),
             Some(events),
