@@ -76,6 +76,8 @@ fn main() {
         buf: data.clone(),
         base_offset: 0,
         lines,
+        events: None,
+        source: "bench".into(),
         end_offset: data.len() as u64,
         marker: 0,
         read_time: SystemTime::now(),
@@ -107,6 +109,8 @@ fn main() {
                 ticket: batch.ticket,
                 buf: data[from as usize..to as usize].to_vec(),
                 base_offset: u64::from(from),
+                events: None,
+                source: batch.source.clone(),
                 lines: c
                     .iter()
                     .map(|l| Line {

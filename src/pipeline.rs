@@ -180,7 +180,8 @@ fn to_event(meta: &Arc<Meta>, f: Frame) -> Event {
     let mut e = Event::new(meta.clone(), f.offset, message);
     e.time = f.time;
     if let Some(s) = f.stream {
-        e.fields.insert("stream", Value::Str(s.to_string()));
+        e.fields
+            .insert(crate::record::intern("stream"), Value::Str(s.to_string()));
     }
     e
 }

@@ -34,7 +34,60 @@ pub enum Value {
 /// Fields in insertion order; a name appears once. Events have few fields, so a vector beats
 /// a hash map for both lookup and encoding.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Map(Vec<(String, Value)>);
+pub struct Map(Vec<(Key, Value)>);
+
+/// A field name. Shared (see `intern`): events of one file repeat the same few names, and a
+/// name per field per event would be most of the allocations of a parsed event.
+pub type Key = Arc<str>;
+
+/// Names seen lately on this thread; bounded, cleared when full (the names of a log format
+/// are few; a log with a fresh key in every line only loses the sharing).
+const INTERNED_MAX: usize = 1024;
+
+/// A multiply-rotate hasher (FxHash's): names are short and not attacker-chosen keys of a
+/// long-lived table (it is bounded and cleared), and SipHash cost more than the allocation
+/// it saved.
+#[derive(Default, Clone, Copy)]
+struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameMap = std::collections::HashMap<Box<str>, Key, std::hash::BuildHasherDefault<NameHasher>>;
+
+thread_local! {
+    static NAMES: std::cell::RefCell<NameMap> = std::cell::RefCell::new(NameMap::default());
+}
+
+/// The shared key for `name` on this thread.
+pub fn intern(name: &str) -> Key {
+    NAMES.with(|n| {
+        let mut n = n.borrow_mut();
+        if let Some(k) = n.get(name) {
+            return k.clone();
+        }
+        if n.len() >= INTERNED_MAX {
+            n.clear();
+        }
+        let k: Key = Arc::from(name);
+        n.insert(name.into(), k.clone());
+        k
+    })
+}
 
 impl Map {
     /// An empty map.
@@ -49,21 +102,24 @@ impl Map {
 
     /// The value of a top-level name.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
     }
 
     /// A mutable reference to a top-level name's value.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.0.iter_mut().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.0
+            .iter_mut()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v)
     }
 
     /// Whether a top-level name is present.
     pub fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == name)
+        self.0.iter().any(|(k, _)| &**k == name)
     }
 
     /// Sets a top-level name: replaces its value in place, or appends it.
-    pub fn insert(&mut self, name: impl Into<String> + AsRef<str>, value: Value) {
+    pub fn insert(&mut self, name: impl Into<Key> + AsRef<str>, value: Value) {
         match self.get_mut(name.as_ref()) {
             Some(v) => *v = value,
             None => self.0.push((name.into(), value)),
@@ -72,7 +128,7 @@ impl Map {
 
     /// Removes a top-level name; returns its value.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        let i = self.0.iter().position(|(k, _)| k == name)?;
+        let i = self.0.iter().position(|(k, _)| &**k == name)?;
         Some(self.0.remove(i).1)
     }
 
@@ -120,12 +176,12 @@ impl Map {
 
     /// The fields in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.0.iter().map(|(k, v)| (&**k, v))
     }
 
     /// The fields in order, values mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
-        self.0.iter_mut().map(|(k, v)| (k.as_str(), v))
+        self.0.iter_mut().map(|(k, v)| (&**k, v))
     }
 
     /// Number of top-level fields.
@@ -306,7 +362,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         while let Some(k) = map.next_key::<Cow<'de, str>>()? {
             let v: Value = map.next_value()?;
             // A duplicate key keeps the last value, as most JSON readers do.
-            m.insert(k.into_owned(), v);
+            m.insert(intern(&k), v);
         }
         Ok(Value::Object(m))
     }
@@ -347,6 +403,15 @@ impl Meta {
     }
 }
 
+/// The metadata names as JSON keys, escaped once.
+const META_KEYS: [&[u8]; 5] = [
+    b"\"timestamp\":",
+    b"\"host\":",
+    b"\"path\":",
+    b"\"offset\":",
+    b"\"source\":",
+];
+
 /// The metadata names, in the order they are written.
 pub const META_NAMES: [&str; 5] = ["timestamp", "host", "path", "offset", "source"];
 
@@ -371,8 +436,9 @@ const EXTRA_BIT: u8 = 1 << 5;
 impl Event {
     /// An event holding `message`, first line at `offset`.
     pub fn new(meta: Arc<Meta>, offset: u64, message: String) -> Event {
-        let mut fields = Map::with_capacity(4);
-        fields.insert("message", Value::Str(message));
+        // Room for a parsed line's fields without regrowing.
+        let mut fields = Map::with_capacity(8);
+        fields.insert(intern("message"), Value::Str(message));
         Event {
             offset,
             time: None,
@@ -470,12 +536,12 @@ impl Event {
                 skip |= 1 << i;
             }
         }
-        for (i, name) in META_NAMES.iter().enumerate() {
+        for (i, key) in META_KEYS.iter().enumerate() {
             if skip & (1 << i) != 0 {
                 continue;
             }
             sep(out);
-            write_key(name, out);
+            out.extend_from_slice(key);
             match i {
                 0 => {
                     out.push(b'"');

@@ -193,7 +193,7 @@ pub fn run(o: Output, ctl: Controls) -> Result<(), OutputFailed> {
 fn discard_until_end(rx: &Receiver<Batch>, end_of_input: &Stop, pool: &BufferPool) {
     loop {
         match next(rx, end_of_input, IDLE_TRIM) {
-            Next::Batch(b) => give_back(&pool, b.buf),
+            Next::Batch(b) => give_back(pool, b.buf),
             Next::Idle => {}
             Next::End => return,
         }

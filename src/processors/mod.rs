@@ -368,7 +368,7 @@ pub(crate) mod tests {
         assert_eq!(e.message(), r#"user "bob" in"#);
         assert_eq!(
             json(&e),
-            r#"{"timestamp":"1970-01-01T00:00:00.000000Z","host":"h","path":"/p.log","offset":0,"source":"app","message":"user \"bob\" in","level":"info","status":200,"took":1.5,"env":"prod","replicas":3}"#
+            r#"{"timestamp":"1970-01-01T00:00:00.000000Z","host":"h","path":"/p.log","offset":0,"source":"app","level":"info","message":"user \"bob\" in","status":200,"took":1.5,"env":"prod","replicas":3}"#
         );
     }
 

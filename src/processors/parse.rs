@@ -3,18 +3,20 @@
 //! leaves the event as it was (the caller marks it). `apply` returns whether it parsed.
 
 use super::{BuildError, read_text, regex_error};
-use crate::record::{Event, Value};
+use crate::record::{Event, Key, Value, intern};
 use regex::{CaptureLocations, Regex};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use std::fmt;
 
-/// parse_json: the field is a JSON object whose top-level fields join the event. The source
-/// field is not removed; a JSON field of the same name (a log's own `message`) replaces it.
+/// parse_json: the field is a JSON object whose top-level fields take its place in the event
+/// (as Fluent Bit's parser does): the raw text is not kept beside its own fields, which would
+/// double every event's size. A JSON field named like the source (a log's own `message`)
+/// is the new value; otherwise `rename` gives the event a message (`{msg: message}`).
 #[derive(Debug, Clone)]
 pub(super) struct Json {
     field: String,
     /// The parsed fields, held until the whole object has parsed (a failure changes nothing).
-    pending: Vec<(String, Value)>,
+    pending: Vec<(Key, Value)>,
 }
 
 impl Json {
@@ -35,6 +37,7 @@ impl Json {
             self.pending.clear();
             return false;
         }
+        e.fields.remove(&self.field);
         for (k, v) in self.pending.drain(..) {
             e.fields.insert(k, v);
         }
@@ -44,14 +47,14 @@ impl Json {
 
 /// Parses JSON object text into `out` in the object's order (serde_json straight into
 /// `record::Value`: measured fastest for these small objects, see the commit message).
-fn parse_object_into(text: &str, out: &mut Vec<(String, Value)>) -> serde_json::Result<()> {
+fn parse_object_into(text: &str, out: &mut Vec<(Key, Value)>) -> serde_json::Result<()> {
     let mut de = serde_json::Deserializer::from_str(text);
     Pairs(out).deserialize(&mut de)?;
     de.end()
 }
 
 /// Deserializes a JSON object's fields into a vector; anything but an object is an error.
-struct Pairs<'a>(&'a mut Vec<(String, Value)>);
+struct Pairs<'a>(&'a mut Vec<(Key, Value)>);
 
 impl<'de> DeserializeSeed<'de> for Pairs<'_> {
     type Value = ();
@@ -66,9 +69,9 @@ impl<'de> Visitor<'de> for Pairs<'_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(k) = map.next_key::<String>()? {
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let v: Value = map.next_value()?;
-            self.0.push((k, v));
+            self.0.push((intern(&k), v));
         }
         Ok(())
     }
@@ -81,7 +84,7 @@ pub(super) struct RegexParser {
     field: String,
     re: Regex,
     /// Group index and name of every named group.
-    names: Vec<(usize, String)>,
+    names: Vec<(usize, Key)>,
     /// Reused for every match: no allocation per event.
     locs: CaptureLocations,
     text: String,
@@ -91,8 +94,8 @@ impl RegexParser {
     /// Errors are about `pattern`.
     pub(super) fn new(pattern: &str, field: &str) -> Result<RegexParser, String> {
         let re = Regex::new(pattern).map_err(|e| regex_error(&e))?;
-        let names: Vec<(usize, String)> = (re.capture_names().enumerate())
-            .filter_map(|(i, n)| Some((i, n?.to_string())))
+        let names: Vec<(usize, Key)> = (re.capture_names().enumerate())
+            .filter_map(|(i, n)| Some((i, Key::from(n?))))
             .collect();
         if names.is_empty() {
             return Err("has no named group (?P<name>...); captures become fields by name".into());
@@ -116,7 +119,7 @@ impl RegexParser {
         for (i, name) in &self.names {
             if let Some((from, to)) = self.locs.get(*i) {
                 e.fields
-                    .insert(name.as_str(), Value::from(&self.text[from..to]));
+                    .insert(name.clone(), Value::from(&self.text[from..to]));
             }
         }
         true
@@ -268,7 +271,7 @@ fn number(v: &str) -> Option<Value> {
 pub(super) struct Delimited {
     field: String,
     delimiter: String,
-    names: Vec<String>,
+    names: Vec<Key>,
     text: String,
 }
 
@@ -290,7 +293,7 @@ impl Delimited {
         Ok(Delimited {
             field: field.to_string(),
             delimiter: delimiter.to_string(),
-            names: names.to_vec(),
+            names: names.iter().map(|n| Key::from(n.as_str())).collect(),
             text: String::new(),
         })
     }
@@ -307,7 +310,7 @@ impl Delimited {
         let parts = self.text.splitn(n, self.delimiter.as_str());
         for (name, part) in self.names.iter().zip(parts) {
             let part = part.trim_matches(|c: char| c.is_ascii_whitespace());
-            e.fields.insert(name.as_str(), Value::from(part));
+            e.fields.insert(name.clone(), Value::from(part));
         }
         true
     }
@@ -342,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn json_fields_join_in_order_replacing_same_names_and_keeping_the_source() {
+    fn json_fields_take_the_source_s_place_in_order_replacing_same_names() {
         let mut p = build("t-json-ok", vec![json_p("message")]);
         let mut e = event(r#"{"level":"warn","n":-3,"f":0.25,"nested":{"a":[1,null]}}"#);
         e.set("level", Value::from("old"));
@@ -350,7 +353,7 @@ mod tests {
         let out = json(&e);
         assert!(
             out.ends_with(r#""level":"warn","n":-3,"f":0.25,"nested":{"a":[1,null]}}"#)
-                && out.contains(r#""message":"{\"level\""#),
+                && !out.contains(r#""message""#),
             "{out}"
         );
         assert_eq!(
@@ -361,13 +364,13 @@ mod tests {
     }
 
     #[test]
-    fn json_from_another_field_keeps_it_unless_the_json_has_a_message() {
+    fn json_from_another_field_replaces_that_field_and_keeps_the_message() {
         let mut p = build("t-json-field", vec![json_p("payload")]);
         let mut e = event("line");
         e.set("payload", Value::from(r#"{"a":1}"#));
         let e = p.apply(e).unwrap();
         assert_eq!(get(&e, "a"), Some(Value::Int(1)));
-        assert_eq!(get(&e, "payload"), Some(Value::from(r#"{"a":1}"#)));
+        assert_eq!(get(&e, "payload"), None);
         assert_eq!(e.message(), "line");
         let mut e = event("line");
         e.set("payload", Value::from(r#"{"message":"inner"}"#));

@@ -144,7 +144,7 @@ impl Reader {
         let split = self.splitter.split(&buf, &mut lines);
         self.carry.extend_from_slice(&buf[split.cut..]);
         let new_before = last_bytes(&self.before, &buf[..split.cut], MARKER_BYTES);
-        let before = std::mem::replace(&mut self.before, Vec::new());
+        let before = std::mem::take(&mut self.before);
         self.note_anomalies(truncated, nuls, base, pipeline, state);
         let old_boundary = self.boundary;
         if let Some(b) = split.boundary {

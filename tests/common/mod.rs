@@ -911,3 +911,158 @@ pub fn gzip_in_place(path: &Path) {
     assert!(st.success(), "gzip {} failed: {st:?}", path.display());
     assert!(!path.exists(), "gzip left {} behind", path.display());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pipeline tests: raw JSON events, lines inside multiline events, the API's /metrics, WARN
+// records of the agent's own log.
+
+/// Every complete output line parsed as JSON (panics on one that is not).
+pub fn json_events(out: &Output) -> Vec<serde_json::Value> {
+    out.raw
+        .iter()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("output line is not JSON ({e}): {l:?}"))
+        })
+        .collect()
+}
+
+/// How many times each line occurs inside the messages of the output (a multiline event's
+/// message is split at `\n`).
+pub fn line_counts(out: &Output) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for e in &out.events {
+        for l in e.message.split('\n') {
+            *m.entry(l.to_string()).or_default() += 1;
+        }
+    }
+    m
+}
+
+/// Every line of `expected` inside some event at least once (exactly once unless `dups_ok`),
+/// and no line that was not written.
+pub fn assert_lines(out: &Output, expected: &[String], dups_ok: bool) -> usize {
+    let got = line_counts(out);
+    let mut want: HashMap<&str, usize> = HashMap::new();
+    for l in expected {
+        *want.entry(l.as_str()).or_default() += 1;
+    }
+    let mut missing: Vec<&str> = Vec::new();
+    let mut dups: Vec<String> = Vec::new();
+    for (l, &n) in &want {
+        let g = got.get(*l).copied().unwrap_or(0);
+        if g < n {
+            missing.push(l);
+        } else if g > n {
+            dups.push(format!("{l} (x{g})"));
+        }
+    }
+    let mut unexpected: Vec<String> = got
+        .iter()
+        .filter(|(l, _)| !want.contains_key(l.as_str()))
+        .map(|(l, n)| format!("{l:?} (x{n})"))
+        .collect();
+    missing.sort();
+    dups.sort();
+    unexpected.sort();
+    if !missing.is_empty() || (!dups_ok && !dups.is_empty()) || !unexpected.is_empty() {
+        panic!(
+            "lines inside events: {} expected, {} events in output\nmissing ({}): {:?}\n\
+             duplicated ({}{}): {:?}\nunexpected ({}): {:?}",
+            expected.len(),
+            out.events.len(),
+            missing.len(),
+            &missing[..missing.len().min(20)],
+            dups.len(),
+            if dups_ok { ", allowed" } else { "" },
+            &dups[..dups.len().min(20)],
+            unexpected.len(),
+            &unexpected[..unexpected.len().min(20)],
+        );
+    }
+    want.iter()
+        .map(|(l, &n)| got.get(*l).copied().unwrap_or(0).saturating_sub(n))
+        .sum()
+}
+
+/// A local port nobody listens on right now.
+pub fn api_free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics` on 127.0.0.1:`port`: `name{labels}` -> value, or why not.
+pub fn scrape_metrics(port: u16) -> Result<HashMap<String, f64>, String> {
+    use std::net::{SocketAddr, TcpStream};
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("malformed response: {text:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(format!("not 200: {head}"));
+    }
+    Ok(body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse::<f64>().ok()?)))
+        .collect())
+}
+
+/// Spawns the agent with `cfg` plus `api.listen` on a free port and waits until `/metrics`
+/// answers (a port taken meanwhile is retried with another). Returns the agent and its port.
+pub fn spawn_with_api(env: &Env, cfg: &Config) -> (Agent, u16) {
+    for attempt in 0..5 {
+        let port = api_free_port();
+        let n = SPAWNS.fetch_add(1, Ordering::SeqCst);
+        let cfg_path = env.path(&format!("api-config-{n}.yaml"));
+        fs::write(
+            &cfg_path,
+            format!("{}api:\n  listen: 127.0.0.1:{port}\n", cfg.yaml()),
+        )
+        .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&cfg_path);
+        let mut agent = env.spawn_cmd(cmd, cfg.output_path.clone());
+        let up = poll_until(DEADLINE, || {
+            scrape_metrics(port).is_ok() || !agent.is_running()
+        });
+        if up && agent.is_running() {
+            return (agent, port);
+        }
+        if attempt < 4 && agent.stderr().contains("cannot listen") {
+            continue;
+        }
+        panic!(
+            "agent does not serve /metrics on {port}\n{}",
+            agent.context()
+        );
+    }
+    unreachable!()
+}
+
+/// The agent's own JSON log records at `level` (e.g. "WARN") whose text contains `needle`.
+pub fn log_records(agent: &Agent, level: &str, needle: &str) -> Vec<serde_json::Value> {
+    agent
+        .stderr()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| {
+            r["level"]
+                .as_str()
+                .is_some_and(|l| l.eq_ignore_ascii_case(level))
+        })
+        .filter(|r| r.to_string().contains(needle))
+        .collect()
+}
