@@ -2,9 +2,10 @@
 """Benchmark of the logaggregator agent against GNU `tail -F` (Python 3.11, stdlib only).
 
 Usage:
-    python3 bench/bench.py [--bin PATH] [--runs N] [--only single,many100,many1000,latency,idle,scale]
+    python3 bench/bench.py [--bin PATH] [--runs N]
+                           [--only single,many100,many1000,latency,idle,scale,json,regex,multiline,cri]
                            [--quick] [--tail-only] [--json PATH] [--markdown PATH]
-                           [--wait-quiet S] [--retry-disturbed N]
+                           [--wait-quiet S] [--retry-disturbed N] [--self-check]
 
 Throughput workloads (data generated once with a fixed seed, cached in target/bench-data/):
     single    1 file     x 2,000,000 lines (text output, and once more with json output)
@@ -29,6 +30,28 @@ script (cores, from /proc/stat); above 0.3 the run is marked "(disturbed)". On a
 --wait-quiet S waits up to S seconds before each run for the CPUs to be less than 15% busy, and
 --retry-disturbed N repeats a passing but disturbed run up to N times (the least disturbed is kept).
 --markdown PATH writes the tables (plus machine line and command) as Markdown, e.g. for the README.
+
+Processing pipeline (--only pipeline = json,regex,multiline,cri; --quick: 1/10 of each), one file
+each, generated with a fixed seed, json output, input id `bench`:
+    json       1,000,000 JSON objects of ~150 bytes (strings, ints, floats, bools, null, nested
+               object, array, escapes, non-ASCII); processors: [{type: parse_json}]
+    regex      1,000,000 access-log lines in several UTC offsets; parse_regex (ip, time, method,
+               url, status) + timestamp (field time, "%d/%b/%Y:%H:%M:%S %z")
+    multiline  200,000 events, 20% java traces of 5-30 lines (log line, exception, `\tat` frames,
+               sometimes `Caused by:` and `\t... N more`); multiline: {preset: java}
+    cri        1,000,000 CRI lines (`<time> stdout|stderr P|F text`); 10% of the records are split
+               into 2-3 P parts and an F; format: cri
+Each is run with the agent and with `tail -q -n +1 -F` on the same file (tail parses nothing: the
+ratio is the cost of processing). lines/s and CPU us/line count the file's raw lines; multiline's
+time is until every event but the last, which only the multiline timeout (1 s) can end. Every
+event is compared, in order, with what the generator made: json: every generated field with its
+value and JSON type; regex: ip, method, url, status (strings) and timestamp (UTC RFC 3339,
+microseconds); multiline: the message (the lines joined with \n); cri: message (the parts
+joined) and stream; and the event count exactly. Targets (CPU per input line: json 1.0 us,
+regex 1.5, multiline and cri 0.5; peak RSS 16 MiB) are reported, not enforced; a wrong event
+is a FAILURE. --self-check tests the generators and verifiers without the agent: a Python model
+of the right output must pass and broken variants of it (an event dropped, duplicated, swapped,
+a field changed or of the wrong JSON type, the raw lines) must fail.
 """
 
 import argparse
@@ -380,9 +403,10 @@ def expected_json_bytes(ds, inputs):
     except OSError:
         host = os.environ.get("HOSTNAME", "localhost")
     esc = lambda s: len(json.dumps(s, ensure_ascii=False).encode()) - 2
-    # {"timestamp":"<27 chars>","host":"..","path":"..","offset":N,"message":".."}\n
+    # {"timestamp":"<27 chars>","host":"..","path":"..","offset":N,"source":"file0","message":".."}\n
+    # (source: the input's id, file0 for the first input without one)
     fixed = len('{"timestamp":"') + 27 + len('","host":"') + esc(host) + len('","path":"') \
-        + len('","offset":') + len(',"message":"') + len('"}\n')
+        + len('","offset":') + len(',"source":"') + esc("file0") + len('","message":"') + len('"}\n')
     total = 0
     for path, data in zip(ds["files"], inputs):
         per_file = fixed + esc(str(path))
@@ -1116,6 +1140,727 @@ def bench_scale(args, results, failures):
                 failures.append(f"scale/{case}/{tool}: {r.get('error')}")
 
 
+# --------------------------------------------------------------------------- processing pipeline
+
+# name: (records at full size, what is counted). json, regex: records == lines; multiline: records
+# are events (lines follow from the traces); cri: records are raw lines (events follow from partials).
+PIPE_WORKLOADS = {
+    "json": 1_000_000,
+    "regex": 1_000_000,
+    "multiline": 200_000,
+    "cri": 1_000_000,
+}
+PIPE_GROUP = "pipeline"  # --only pipeline = all four
+PIPE_TARGET_US = {"json": 1.0, "regex": 1.5, "multiline": 0.5, "cri": 0.5}  # CPU per input line
+PIPE_TARGET_RSS_MIB = 16.0
+PIPE_GEN_VERSION = 2  # bump when a generator changes: cached data is made again
+PIPE_INPUT_ID = "bench"
+PIPE_BASE_SEC = 1796119200  # 2026-12-01T10:00:00Z
+REGEX_PATTERN = (r'^(?P<ip>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<url>\S+)[^"]*" '
+                 r'(?P<status>\d+)')
+REGEX_TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def pipe_config_yaml(wl):
+    """The input's processing options of each workload (YAML lines under the input, 6 spaces)."""
+    if wl == "json":
+        return "      processors:\n        - type: parse_json\n"
+    if wl == "regex":
+        return ("      processors:\n"
+                f"        - type: parse_regex\n          pattern: '{REGEX_PATTERN}'\n"
+                f"        - type: timestamp\n          field: time\n          format: \"{REGEX_TIME_FORMAT}\"\n")
+    if wl == "multiline":
+        return "      multiline: {preset: java}\n"
+    if wl == "cri":
+        return "      format: cri\n"
+    raise ValueError(wl)
+
+
+def _iso_sec(sec):
+    t = time.gmtime(sec)
+    return "%04d-%02d-%02dT%02d:%02d:%02d" % t[:6]
+
+
+JSON_SERVICES = ["checkout", "payments", "inventory", "search", "auth", "gateway", "billing", "mailer"]
+JSON_LEVELS = ["info"] * 6 + ["debug"] * 2 + ["warn", "error"]
+JSON_MSGS = ["order placed", "cache miss", "user logged in", "retrying request", "slow query",
+             "payment authorized", "session expired", 'got "quoted" value', "caf\u00e9 cr\u00e8me \u2713",
+             "path C:\\temp\\x", "tab\there", "backend 503, failing over"]
+
+
+def gen_json_records(n, rng):
+    """(lines, expected object): one JSON object per line, ~150 bytes on average; `seq` is the line number."""
+    ri, rnd, ch = rng.randint, rng.random, rng.choice
+    for i in range(n):
+        obj = {"ts": "%s.%03dZ" % (_iso_sec(PIPE_BASE_SEC + i // 200), ri(0, 999)), "level": ch(JSON_LEVELS),
+               "seq": i, "svc": ch(JSON_SERVICES), "msg": ch(JSON_MSGS), "uid": ri(1, 999_999),
+               "dur_ms": round(rnd() * 800, 3), "ok": rnd() < 0.9}
+        r = rnd()
+        if r < 0.15:
+            obj["http"] = {"method": ch(METHODS), "status": ch(STATUS)}
+        elif r < 0.20:
+            obj["parent"] = None
+        elif r < 0.25:
+            obj["tags"] = [ch(WORDS), ch(WORDS)]
+        elif r < 0.35:
+            obj["bytes"] = ri(0, 10**12)
+        yield [json.dumps(obj, ensure_ascii=False, separators=(",", ":"))], obj
+
+
+REGEX_TZ = [("+0000", 0)] * 4 + [("+0100", 60), ("-0700", -420), ("+0530", 330), ("-0330", -210)]
+
+
+def gen_regex_records(n, rng):
+    """(lines, (ip, method, url, status, timestamp UTC RFC 3339 micros)): access-log lines whose
+    times are in several UTC offsets."""
+    ri, rnd, ch = rng.randint, rng.random, rng.choice
+    cache = {}
+    for i in range(n):
+        sec = PIPE_BASE_SEC + i // 250
+        tz, off = ch(REGEX_TZ)
+        key = (sec, off)
+        c = cache.get(key)
+        if c is None:
+            if len(cache) > 64:
+                cache.clear()
+            t = time.gmtime(sec + off * 60)
+            local = "%02d/%s/%04d:%02d:%02d:%02d %s" % (t.tm_mday, MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour,
+                                                        t.tm_min, t.tm_sec, tz)
+            c = cache[key] = (local, _iso_sec(sec) + ".000000Z")
+        if rnd() < 0.05:
+            ip = "2001:db8:%x::%x" % (ri(0, 0xFFFF), ri(1, 0xFFFF))
+        else:
+            ip = "%d.%d.%d.%d" % (ri(1, 223), ri(0, 255), ri(0, 255), ri(1, 254))
+        url = ch(PATHS)
+        if "{" in url:
+            url = url.format(n=ri(1, 999999), h="%08x" % ri(0, 0xFFFFFFFF), w=ch(WORDS), w2=ch(WORDS), p=ri(1, 40))
+        method, status = ch(METHODS), str(ch(STATUS))
+        line = '%s - %s [%s] "%s %s HTTP/1.1" %s %d "%s" "%s" rid=%d' % (
+            ip, ch(USERS), c[0], method, url, status, ri(0, 250000), ch(REFS), ch(UAS), i)
+        yield [line], (ip, method, url, status, c[1])
+
+
+ML_CLASSES = ["OrderService", "PaymentClient", "InventoryRepo", "HttpHandler", "SessionCache", "Scheduler"]
+ML_PKGS = ["orders", "payments", "inventory", "web", "cache", "jobs", "db.pool"]
+ML_METHODS = ["handle", "process", "apply", "call", "lambda$run$0", "invoke", "doFilter", "execute"]
+ML_EXC = ["java.lang.IllegalStateException", "java.lang.IllegalArgumentException",
+          "java.util.concurrent.TimeoutException", "com.example.orders.OrderRejectedException"]
+ML_CAUSES = ["java.io.IOException: Connection reset by peer", "java.net.SocketTimeoutException: Read timed out",
+             "java.sql.SQLException: deadlock detected"]
+ML_MSGS = ["request served", "cache refreshed", "job finished", "user login ok", "queue depth 12",
+           "config reloaded", "heartbeat"]
+
+
+def gen_multiline_records(n, rng):
+    """(lines, message): n events; 20% are java traces of 5-30 lines (a log line, the exception,
+    `\\tat` frames, sometimes `Caused by:` with its frames and `\\t... N more`)."""
+    ri, rnd, ch = rng.randint, rng.random, rng.choice
+    levels = ["INFO"] * 5 + ["DEBUG", "WARN"]
+
+    def frame():
+        c = ch(ML_CLASSES)
+        return "\tat com.example.%s.%s.%s(%s.java:%d)" % (ch(ML_PKGS), c, ch(ML_METHODS), c, ri(12, 1999))
+
+    for i in range(n):
+        ts = "%s.%03dZ" % (_iso_sec(PIPE_BASE_SEC + i // 100), ri(0, 999))
+        thread = "worker-%d" % ri(1, 16)
+        if rnd() < 0.2:
+            total = ri(5, 30)
+            lines = ["%s ERROR [%s] com.example.%s - request failed id=%d" % (ts, thread, ch(ML_CLASSES), i),
+                     "%s: order %d in state %s" % (ch(ML_EXC), ri(1, 999999), ch(["NEW", "PAID", "CLOSED"]))]
+            rest = total - 2
+            if rest >= 4 and rnd() < 0.4:
+                n1 = ri(1, rest - 3)
+                n2 = rest - n1 - 2
+                lines += [frame() for _ in range(n1)]
+                lines.append("Caused by: " + ch(ML_CAUSES))
+                lines += [frame() for _ in range(n2)]
+                lines.append("\t... %d more" % ri(3, 60))
+            else:
+                lines += [frame() for _ in range(rest)]
+        else:
+            lines = ["%s %s [%s] com.example.%s - %s id=%d" % (ts, ch(levels), thread, ch(ML_CLASSES),
+                                                               ch(ML_MSGS), i)]
+        yield lines, "\n".join(lines)
+
+
+def gen_cri_records(n, rng):
+    """(lines, (stream, text)): CRI records making exactly n lines; 10% are split into 2-3 `P`
+    parts and an `F` (cut anywhere, also inside words or next to spaces)."""
+    ri, rnd, ch = rng.randint, rng.random, rng.choice
+    written = 0
+    i = 0
+    ns = 0
+    while written < n:
+        stream = "stdout" if rnd() < 0.8 else "stderr"
+        text = '%d.%d.%d.%d "%s %s" %d %s  took=%.3fs user=%s id=%d' % (
+            ri(1, 223), ri(0, 255), ri(0, 255), ri(1, 254), ch(METHODS),
+            ch(PATHS).format(n=ri(1, 999), h="ab12", w=ch(WORDS), w2=ch(WORDS), p=1),
+            ch(STATUS), ch(UAS), rnd() * 3, ch(USERS), i)
+        parts = [text]
+        if rnd() < 0.1:
+            k = ri(2, 3)  # P parts
+            if written + k + 1 <= n:
+                cuts = sorted(rng.sample(range(1, len(text)), k))
+                parts = [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
+        lines = []
+        first_ts = None
+        for j, part in enumerate(parts):
+            ns += ri(1000, 900000)
+            sec, frac = divmod(ns, 10**9)
+            tag = "F" if j == len(parts) - 1 else "P"
+            lines.append("%s.%09dZ %s %s %s" % (_iso_sec(PIPE_BASE_SEC + sec), frac, stream, tag, part))
+            if first_ts is None:
+                first_ts = "%s.%06dZ" % (_iso_sec(PIPE_BASE_SEC + sec), frac // 1000)
+        written += len(lines)
+        i += 1
+        yield lines, (stream, text, first_ts)
+
+
+PIPE_GEN = {"json": gen_json_records, "regex": gen_regex_records, "multiline": gen_multiline_records,
+            "cri": gen_cri_records}
+
+
+def pipe_records(wl, n):
+    return PIPE_GEN[wl](n, random.Random(f"{SEED}:pipe:{wl}:{n}"))
+
+
+def ensure_pipe_data(wl, quick):
+    """Generate (or reuse) one workload's file; returns dict(dir, files, sizes, n, lines, events, bytes)."""
+    n = PIPE_WORKLOADS[wl] // (10 if quick else 1)
+    name = f"pipe-{wl}" + ("-quick" if quick else "")
+    d = DATA_ROOT / name
+    path = d / f"{wl}.log"
+    marker = d / ".complete.json"
+    want = {"version": PIPE_GEN_VERSION, "seed": SEED, "workload": wl, "n": n}
+
+    def result(meta):
+        return dict(dir=d, files=[path], sizes=[meta["bytes"]], n=n, lines=meta["lines"], events=meta["events"],
+                    bytes=meta["bytes"], lines_per_file=meta["lines"])
+
+    if marker.exists():
+        try:
+            meta = json.loads(marker.read_text())
+            if all(meta.get(k) == v for k, v in want.items()) and path.stat().st_size == meta["bytes"]:
+                return result(meta)
+        except (OSError, ValueError, KeyError):
+            pass
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    t = time.time()
+    print(f"  generating {name}: {n:,} {'events' if wl == 'multiline' else 'lines'} ...", end="", flush=True)
+    nlines = nevents = size = 0
+    chunk = []
+    with open(path, "wb") as f:
+        for lines, _ in pipe_records(wl, n):
+            nevents += 1
+            nlines += len(lines)
+            chunk.extend(lines)
+            if len(chunk) >= 20000:
+                b = ("\n".join(chunk) + "\n").encode()
+                f.write(b)
+                size += len(b)
+                chunk = []
+        if chunk:
+            b = ("\n".join(chunk) + "\n").encode()
+            f.write(b)
+            size += len(b)
+    meta = dict(want, lines=nlines, events=nevents, bytes=size, generated=datetime.datetime.now().isoformat())
+    tmp = d / ".complete.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    os.rename(tmp, marker)
+    print(f" {nlines:,} lines, {nevents:,} events, {size / 2**20:.1f} MiB in {time.time() - t:.1f}s", flush=True)
+    return result(meta)
+
+
+def _same(a, b):
+    """JSON equality that tells numbers from strings, ints from floats and bools from numbers."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _short(v, n=160):
+    s = repr(v)
+    return s if len(s) <= n else s[:n] + "..."
+
+
+def check_json(ev, obj):
+    diffs = []
+    for k, v in obj.items():
+        if k not in ev:
+            diffs.append(f"field {k!r} missing (expected {_short(v, 60)})")
+        elif not _same(ev[k], v):
+            diffs.append(f"{k}: expected {_short(v, 60)} ({type(v).__name__}), got {_short(ev[k], 60)} "
+                         f"({type(ev[k]).__name__})")
+    return "; ".join(diffs[:4]) or None
+
+
+def check_regex(ev, exp):
+    diffs = []
+    for k, v in zip(("ip", "method", "url", "status", "timestamp"), exp):
+        if not _same(ev.get(k), v):
+            diffs.append(f"{k}: expected {v!r}, got {_short(ev.get(k), 80)}")
+    return "; ".join(diffs) or None
+
+
+def check_multiline(ev, text):
+    m = ev.get("message")
+    if m == text:
+        return None
+    if not isinstance(m, str):
+        return f"message: expected str, got {_short(m, 80)}"
+    el, gl = text.split("\n"), m.split("\n")
+    return (f"message differs: expected {len(el)} line(s) starting {_short(el[0], 80)}, got {len(gl)} line(s) "
+            f"starting {_short(gl[0], 80)} (expected {_short(text, 200)}, got {_short(m, 200)})")
+
+
+def check_cri(ev, exp):
+    stream, text, _ = exp
+    diffs = []
+    if ev.get("message") != text:
+        diffs.append(f"message: expected {_short(text, 200)}, got {_short(ev.get('message'), 200)}")
+    if ev.get("stream") != stream:
+        diffs.append(f"stream: expected {stream!r}, got {_short(ev.get('stream'), 40)}")
+    return "; ".join(diffs) or None
+
+
+PIPE_CHECK = {"json": check_json, "regex": check_regex, "multiline": check_multiline, "cri": check_cri}
+# Checked and counted in the notes, not failed: what the issue leaves open. cri: the event's time is
+# the runtime's time of its first part (README: "timestamp is the runtime's time"), in microseconds.
+PIPE_SOFT = {"cri": ("timestamp is not the runtime time of the record's first part",
+                     lambda ev, exp: ev.get("timestamp") != exp[2])}
+
+
+def verify_pipe(wl, out_path, ds):
+    """The agent's json output against the generator, event by event, in order.
+    Returns (ok, message, extra)."""
+    check = PIPE_CHECK[wl]
+    soft_what, soft = PIPE_SOFT.get(wl, (None, None))
+    bad = json_errors = wrong_source = soft_bad = 0
+    soft_example = None
+    examples = []
+    out_events = 0
+    try:
+        f = open(out_path, "rb")
+    except FileNotFoundError:
+        return False, "FAILURE: output file missing", {}
+    with f:
+        for idx, (_, exp) in enumerate(pipe_records(wl, ds["n"])):
+            raw = f.readline()
+            if not raw:
+                break
+            out_events += 1
+            try:
+                ev = json.loads(raw)
+                if not isinstance(ev, dict):
+                    raise ValueError("not an object")
+            except ValueError as e:
+                json_errors += 1
+                bad += 1
+                if len(examples) < 3:
+                    examples.append(f"event {idx}: not JSON ({e}): {_short(raw, 120)}")
+                continue
+            d = check(ev, exp)
+            if d:
+                if "parse_error" in ev:
+                    d += f" (the event has parse_error={_short(ev['parse_error'], 120)})"
+                bad += 1
+                if len(examples) < 2:
+                    examples.append(f"event {idx}: {d}")
+            if ev.get("source") != PIPE_INPUT_ID:
+                wrong_source += 1
+            if soft is not None and soft(ev, exp):
+                soft_bad += 1
+                if soft_example is None:
+                    soft_example = f"event {idx}: timestamp {ev.get('timestamp')!r}, expected {exp[2]!r}"
+        extra_events = sum(1 for _ in f)
+    out_events += extra_events
+    extra = {"output_events": out_events, "mismatched_events": bad, "notes": []}
+    if wrong_source:
+        extra["notes"].append(f"{wrong_source} event(s) without source={PIPE_INPUT_ID!r}")
+    if soft_bad:
+        extra["notes"].append(f"{soft_bad} event(s) whose {soft_what} (e.g. {soft_example})")
+    if bad == 0 and out_events == ds["events"]:
+        return True, "ok", extra
+    parts = [f"{out_events:,} events for {ds['events']:,} expected"]
+    if bad:
+        parts.append(f"{bad:,} differ from the generated ones (compared in order)")
+    if json_errors:
+        parts.append(f"{json_errors:,} not JSON")
+    extra["examples"] = examples
+    return False, "FAILURE: " + ", ".join(parts) + ("; e.g. " + " | ".join(examples) if examples else ""), extra
+
+
+def verify_copy(out_path, ds):
+    """tail's output is the input, byte for byte."""
+    try:
+        with open(out_path, "rb") as f, open(ds["files"][0], "rb") as g:
+            while True:
+                a, b = f.read(8 << 20), g.read(8 << 20)
+                if a != b:
+                    return False, "FAILURE: tail's output differs from the input", {}
+                if not a:
+                    return True, "ok", {}
+    except OSError as e:
+        return False, f"FAILURE: {e}", {}
+
+
+# ---- self-check: an independent Python model of the agent's output, and broken variants of it
+
+def _simulate_events(wl, data_path):
+    """What a correct agent emits for this input, parsed here from the file (not from the generator)."""
+    host, src = "selfcheck", PIPE_INPUT_ID
+    meta = {"timestamp": "2026-12-02T00:00:00.000000Z", "host": host, "path": str(data_path)}
+    rx = re.compile(REGEX_PATTERN)
+    java_cont = re.compile(r"^\s+at\s|^\s*\.\.\. \d+ more|^\s*Caused by:|^\s*Suppressed:|"
+                           r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)+(Exception|Error|Throwable)(: |$)")
+    off = 0
+    pending = None  # multiline: [offset, lines]; cri: [offset, stream, parts]
+    with open(data_path, encoding="utf-8") as f:
+        for line in f:
+            text = line[:-1]
+            here, off = off, off + len(line.encode())
+            base = dict(meta, offset=here, source=src)
+            if wl == "json":
+                ev = dict(base, message=text)
+                ev.update(json.loads(text))
+                yield ev
+            elif wl == "regex":
+                m = rx.match(text)
+                ev = dict(base, message=text, **{k: v for k, v in m.groupdict().items() if k != "time"})
+                t = datetime.datetime.strptime(m.group("time"), REGEX_TIME_FORMAT).astimezone(datetime.timezone.utc)
+                ev["timestamp"] = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                yield ev
+            elif wl == "multiline":
+                if pending is not None and java_cont.match(text):
+                    pending[1].append(text)
+                    continue
+                if pending is not None:
+                    yield dict(base, offset=pending[0], message="\n".join(pending[1]))
+                pending = [here, [text]]
+            else:
+                ts, stream, tag, content = text.split(" ", 3)
+                if pending is None:
+                    pending = [here, stream, [], ts[:26] + "Z"]
+                pending[2].append(content)
+                if tag == "F":
+                    yield dict(base, offset=pending[0], timestamp=pending[3], stream=stream,
+                               message="".join(pending[2]))
+                    pending = None
+    if wl == "multiline" and pending is not None:
+        yield dict(meta, offset=pending[0], source=src, message="\n".join(pending[1]))
+
+
+def self_check(args):
+    """Generators against verifiers, without the agent: a model of the right output must pass, and
+    each of a few broken outputs must fail."""
+    ok_all = True
+    tmp = Path(tempfile.mkdtemp(prefix="selfcheck-", dir=TMP_ROOT))
+    try:
+        for wl in PIPE_WORKLOADS:
+            if wl not in args.only_set:
+                continue
+            ds = ensure_pipe_data(wl, args.quick)
+            t = time.time()
+            evs = [json.dumps(e, ensure_ascii=False) for e in _simulate_events(wl, ds["files"][0])]
+            good = tmp / f"{wl}.out"
+            good.write_text("\n".join(evs) + "\n")
+            ok, msg, extra = verify_pipe(wl, good, ds)
+            tv = time.time() - t
+            print(f"  {wl:9}: model output {len(evs):,} events for {ds['lines']:,} lines -> "
+                  f"{'pass' if ok else 'FAIL ' + msg} (model + verify {tv:.1f}s)", flush=True)
+            ok_all &= ok
+            k = len(evs) // 2
+            while wl == "multiline" and "\\n" not in evs[k]:
+                k += 1  # a trace
+
+            def mutate_field(e):
+                d = json.loads(e)
+                if wl == "json":
+                    d["uid"] = str(d["uid"])  # a number as a string
+                elif wl == "regex":
+                    d["status"] = int(d["status"])  # a number where the capture (a string) belongs
+                elif wl == "multiline":
+                    d["message"] += "x"
+                else:
+                    d["stream"] = "stderr" if d["stream"] == "stdout" else "stdout"
+                return json.dumps(d, ensure_ascii=False)
+
+            def other_field(e):
+                d = json.loads(e)
+                if wl == "json":
+                    d["dur_ms"] = int(d["dur_ms"]) if d["dur_ms"] != int(d["dur_ms"]) else d["dur_ms"] + 0.5
+                elif wl == "regex":
+                    d["timestamp"] = d["timestamp"].replace(".000000Z", "Z")
+                elif wl == "multiline":
+                    d["message"] = d["message"].rsplit("\n", 1)[0]  # a trace without its last line
+                else:
+                    d["message"] = d["message"][:-1]
+                return json.dumps(d, ensure_ascii=False)
+
+            broken = {
+                "one event dropped": evs[:k] + evs[k + 1:],
+                "one event duplicated": evs[:k + 1] + evs[k:],
+                "two events swapped": evs[:k] + [evs[k + 1], evs[k]] + evs[k + 2:],
+                "a field wrong or of the wrong type": evs[:k] + [mutate_field(evs[k])] + evs[k + 1:],
+                "another field wrong": evs[:k] + [other_field(evs[k])] + evs[k + 1:],
+                "the raw lines (a pass-through agent)": [json.dumps({"message": l.rstrip("\n"), "source": "bench"})
+                                                         for l in open(ds["files"][0], encoding="utf-8")],
+                "a truncated last line": evs[:-1] + [evs[-1][:-5]],
+            }
+            for what, lines in broken.items():
+                bad = tmp / f"{wl}.bad"
+                bad.write_text("\n".join(lines) + "\n")
+                ok, msg, _ = verify_pipe(wl, bad, ds)
+                caught = not ok
+                ok_all &= caught
+                print(f"      {what:38}: {'caught' if caught else 'NOT CAUGHT'}: {msg[:150]}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\nself-check: " + ("ok" if ok_all else "FAILURE"))
+    return 0 if ok_all else 1
+
+
+# ---- runs
+
+def write_pipe_config(tmp, wl, data_file, out_path):
+    cfg = tmp / "config.yaml"
+    cfg.write_text(
+        "inputs:\n"
+        "  files:\n"
+        f"    - id: {PIPE_INPUT_ID}\n"
+        f"      paths: {json.dumps([str(data_file)])}\n"
+        f"      checkpoint_path: {json.dumps(str(tmp / 'ckpt'))}\n"
+        "      start_at: beginning\n"
+        "      scan_interval: 1s\n"
+        "      poll_interval: 250ms\n"
+        "      checkpoint_interval: 5s\n"
+        + pipe_config_yaml(wl) +
+        "logging:\n"
+        f"  level: {LOG_LEVEL}\n"
+        "  format: json\n"
+        "output:\n"
+        "  type: file\n"
+        f"  path: {json.dumps(str(out_path))}\n"
+        "  format: json\n")
+    return cfg
+
+
+def wait_events(p, out, exp, settle, errp, timeout, stall):
+    """Count the output's lines until `exp`; returns (t when exp - settle were there, t done, t first).
+    `settle` events may wait for a timeout that only the end of the input starts (a multiline
+    event has no line after it to end it)."""
+    t_first = t_pre = None
+    nl = 0
+    fd = None
+    start = last_change = time.perf_counter()
+    try:
+        while True:
+            now = time.perf_counter()
+            if fd is None:
+                try:
+                    fd = os.open(out, os.O_RDONLY)
+                except FileNotFoundError:
+                    pass
+            grew = False
+            if fd is not None:
+                while True:
+                    b = os.read(fd, 8 << 20)
+                    if not b:
+                        break
+                    grew = True
+                    nl += b.count(b"\n")
+                if grew:
+                    now = time.perf_counter()
+                    last_change = now
+                    if t_first is None:
+                        t_first = now
+            if t_pre is None and nl >= exp - settle:
+                t_pre = now
+            if nl >= exp:
+                return t_pre, now, t_first
+            if p.poll() is not None:
+                raise RunFailed(f"exited early with code {p.returncode} ({nl:,} of {exp:,} events); stderr tail:\n"
+                                f"{tail_text(errp)}")
+            if now - last_change > stall:
+                raise RunFailed(f"output stalled at {nl:,} of {exp:,} events for {stall:.0f}s; stderr tail:\n"
+                                f"{tail_text(errp)}")
+            if now - start > timeout:
+                raise RunFailed(f"timeout after {timeout:.0f}s at {nl:,} of {exp:,} events")
+            time.sleep(POLL)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def thread_cpu(pid):
+    """{thread name: CPU seconds} of the live threads (same names summed), largest first."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                data = f.read()
+            comm = data[data.index(b"(") + 1:data.rindex(b")")].decode("utf-8", "replace")
+            rest = data[data.rindex(b")") + 2:].split()
+            out[comm] = out.get(comm, 0.0) + (int(rest[11]) + int(rest[12])) / CLK_TCK
+        except (OSError, ValueError, IndexError):
+            pass
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+PIPE_SETTLE = {"multiline": 1}  # events that wait for the multiline timeout after the last line
+
+
+def pipe_run(tool, args, wl, ds):
+    tmp = Path(tempfile.mkdtemp(prefix=f"{wl}-{tool}-", dir=TMP_ROOT))
+    rec = {"tool": tool, "workload": wl, "notes": []}
+    try:
+        out, errp = tmp / "out.log", tmp / "stderr.log"
+        t0 = time.perf_counter()
+        with open(errp, "wb") as err:
+            if tool == "agent":
+                cfg = write_pipe_config(tmp, wl, ds["files"][0], out)
+                p = spawn([args.bin, "--config", str(cfg)], cwd=tmp, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=err, env=child_env())
+            else:
+                with open(out, "wb") as outf:
+                    p = spawn(["tail", "-q", "-n", "+1", "-F", str(ds["files"][0])], cwd=tmp,
+                              stdin=subprocess.DEVNULL, stdout=outf, stderr=err)
+        rec["pid"] = p.pid
+        load = HostLoad(p.pid)
+        try:
+            if tool == "agent":
+                t_pre, t_done, t_first = wait_events(p, out, ds["events"], PIPE_SETTLE.get(wl, 0), errp,
+                                                     args.timeout, args.stall_timeout)
+            else:
+                t_done, t_first = wait_complete(p, out, "text", ds["lines"], ds["bytes"], errp, args.timeout,
+                                                args.stall_timeout)
+                t_pre = t_done
+            cpu = proc_cpu(p.pid)
+            st = proc_status(p.pid)
+            rec["other_load"] = load.stop()
+            if tool == "agent":
+                rec["thread_cpu_s"] = thread_cpu(p.pid)
+        except RunFailed as e:
+            stop(p)
+            err = str(e)
+            if tool == "agent":
+                # Say what arrived and how it differs (e.g. events joined or split wrongly).
+                _, msg, extra = verify_pipe(wl, out, ds)
+                rec.update(output_events=extra.get("output_events"), verify=msg)
+                err = err.split("\n")[0] + "; what arrived: " + msg + "\n" + err
+            rec.update(ok=False, error=err)
+            return rec
+        code, clean = stop(p)
+        el = t_pre - t0
+        rec.update(seconds=el, seconds_all=t_done - t0, first_output_s=(t_first - t0) if t_first else None,
+                   lines_per_s=ds["lines"] / el, events_per_s=ds["events"] / el, mib_per_s=ds["bytes"] / 2**20 / el,
+                   cpu_s=cpu, cpu_us_per_line=cpu / ds["lines"] * 1e6, peak_rss_mib=st.get("VmHWM"),
+                   threads=st.get("Threads"), exit_code=code)
+        if tool == "agent":
+            ok, msg, extra = verify_pipe(wl, out, ds)
+        else:
+            ok, msg, extra = verify_copy(out, ds)
+        rec["notes"].extend(extra.pop("notes", []))
+        rec.update(ok=ok, verify=msg, **extra)
+        d = disturbed_note(rec.get("other_load"), load)
+        if d:
+            rec["notes"].append(d)
+        if tool == "agent":
+            rec["notes"].extend(agent_exit_notes(code, clean, 15, tmp / "ckpt", ds, errp))
+        if not ok:
+            rec["error"] = msg
+        return rec
+    finally:
+        if not args.keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+PIPE_METRICS = ["lines_per_s", "events_per_s", "cpu_us_per_line", "peak_rss_mib", "seconds", "seconds_all",
+                "first_output_s"]
+
+
+def pipe_summary(runs):
+    ok = [r for r in runs if r.get("ok")]
+    s = {"runs": len(runs), "ok_runs": len(ok), "status": "ok" if runs and len(ok) == len(runs) else "FAILURE"}
+    if ok:
+        for m in PIPE_METRICS:
+            s[m] = median([r.get(m) for r in ok])
+    return s
+
+
+def bench_pipeline(wl, args, results, failures):
+    ds = ensure_pipe_data(wl, args.quick)
+    Path(ds["files"][0]).read_bytes()  # warm the page cache
+    tools = ([] if args.tail_only else ["agent"]) + ([] if args.no_tail else ["tail"])
+    runs = {t: [] for t in tools}
+    print(f"\n== {wl}: {ds['lines']:,} lines, {ds['events']:,} events, {ds['bytes'] / 2**20:.1f} MiB; "
+          f"{args.runs} run(s)", flush=True)
+    for i in range(args.runs):
+        for tool in tools:
+            r = measured(args, f"{wl}/{tool}", lambda: pipe_run(tool, args, wl, ds))
+            runs[tool].append(r)
+            if r.get("ok"):
+                extra = (f" (all events after {r['seconds_all']:.3f}s: multiline timeout)"
+                         if r["seconds_all"] - r["seconds"] > 0.05 else "")
+                print(f"  run {i + 1} {tool:5}: {r['seconds']:7.3f}s {r['lines_per_s']:12,.0f} lines/s "
+                      f"cpu {r['cpu_s']:.2f}s = {r['cpu_us_per_line']:.3f} us/line rss {r['peak_rss_mib']:.1f} MiB "
+                      f"(other load {fmt_num(r.get('other_load'), '.2f')} cores){extra}", flush=True)
+                if r.get("thread_cpu_s"):
+                    print("      threads' cpu s: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                           list(r["thread_cpu_s"].items())[:5]), flush=True)
+                for n in r.get("notes", []):
+                    print(f"      note: {n}", flush=True)
+            else:
+                print(f"  run {i + 1} {tool:5}: {failure_text(r)}", flush=True)
+                failures.append(f"{wl}/{tool} run {i + 1}: {r.get('error')}")
+    agent = pipe_summary(runs["agent"]) if "agent" in runs else None
+    tail = pipe_summary(runs["tail"]) if "tail" in runs else None
+    res = {"workload": wl, "lines": ds["lines"], "events": ds["events"], "bytes": ds["bytes"],
+           "target_cpu_us_per_line": PIPE_TARGET_US[wl], "target_peak_rss_mib": PIPE_TARGET_RSS_MIB,
+           "agent": agent, "tail": tail, "runs": runs,
+           "notes": sorted({n for rs in runs.values() for r in rs for n in r.get("notes", [])})}
+    if agent and tail and agent.get("lines_per_s") and tail.get("lines_per_s"):
+        res["vs_tail"] = agent["lines_per_s"] / tail["lines_per_s"]
+    if agent and agent.get("cpu_us_per_line") is not None:
+        res["meets_cpu_target"] = agent["cpu_us_per_line"] <= PIPE_TARGET_US[wl]
+        res["meets_rss_target"] = (agent.get("peak_rss_mib") or 0) <= PIPE_TARGET_RSS_MIB
+    results.append(res)
+
+
+def pipe_table(pipe):
+    cols = [("workload", 0), ("lines", 1), ("events", 1), ("lines/s", 1), ("CPU us/line", 1), ("target", 0),
+            ("peak RSS MiB", 1), ("tail lines/s", 1), ("vs tail", 1), ("meets target", 0), ("status", 0)]
+    rows = []
+    for r in pipe:
+        a, t = r.get("agent") or {}, r.get("tail") or {}
+        meets = "-"
+        if "meets_cpu_target" in r:
+            miss = [k for k, v in (("cpu", r["meets_cpu_target"]), ("rss", r["meets_rss_target"])) if not v]
+            meets = "yes" if not miss else "no (" + ", ".join(miss) + ")"
+        st = []
+        for name, s, rs in (("agent", a, r["runs"].get("agent")), ("tail", t, r["runs"].get("tail"))):
+            if s:
+                st.append(f"{name} {s['status']} ({s['ok_runs']}/{s['runs']})" + disturbed_mark(rs))
+        rows.append([r["workload"], f"{r['lines']:,}", f"{r['events']:,}", fmt_num(a.get("lines_per_s"), ",.0f"),
+                     fmt_num(a.get("cpu_us_per_line"), ".3f"),
+                     f"<= {r['target_cpu_us_per_line']:.1f} us, <= {r['target_peak_rss_mib']:g} MiB",
+                     fmt_num(a.get("peak_rss_mib"), ".1f"), fmt_num(t.get("lines_per_s"), ",.0f"),
+                     fmt_num(r.get("vs_tail"), ".2f"), meets, ", ".join(st)])
+    return ("Processing pipeline (median of runs; json output; CPU per input line)", cols, rows)
+
+
 # --------------------------------------------------------------------------- report
 
 def machine_info(args):
@@ -1259,7 +2004,7 @@ def status_text(r):
     return ("ok" if r.get("ok") else "FAILURE") + disturbed_mark([r])
 
 
-def build_tables(thr, lat, idle, scale):
+def build_tables(thr, lat, idle, scale, pipe=()):
     """Sections as (title, [(header, right_aligned)], rows of strings); shared by the console and Markdown."""
     out = []
     if thr:
@@ -1301,6 +2046,8 @@ def build_tables(thr, lat, idle, scale):
                 for r in scale]
         out.append((f"Scale (start on many quiet files; threads when all was delivered; idle cpu % over the next "
                     f"{w:g}s, settled cpu % over the {w:g}s after; idle RSS and threads at the end)", cols, rows))
+    if pipe:
+        out.append(pipe_table(pipe))
     return out
 
 
@@ -1309,9 +2056,9 @@ def machine_line(machine):
             f"kernel {machine['kernel']}  agent {machine.get('agent_version')}")
 
 
-def print_table(thr, lat, idle, scale, machine):
+def print_table(thr, lat, idle, scale, machine, pipe=()):
     print("\n" + machine_line(machine))
-    for title, cols, rows in build_tables(thr, lat, idle, scale):
+    for title, cols, rows in build_tables(thr, lat, idle, scale, pipe):
         w = [max([len(h)] + [len(row[i]) for row in rows]) for i, (h, _) in enumerate(cols)]
 
         def line(cells):
@@ -1323,7 +2070,7 @@ def print_table(thr, lat, idle, scale, machine):
             print(line(row))
 
 
-def run_notes(thr, lat, idle, scale, failures):
+def run_notes(thr, lat, idle, scale, failures, pipe=()):
     """Notes worth a reader's eye: failures, disturbed measurements, the agent's own notes."""
     notes = []
     for f in failures:
@@ -1338,10 +2085,14 @@ def run_notes(thr, lat, idle, scale, failures):
     for r in scale:
         for n in r.get("notes", []):
             notes.append(f"scale/{r['case']}/{r['tool']}: {n}")
+    for r in pipe:
+        for tool, rs in r["runs"].items():
+            for n in sorted({n for x in rs for n in x.get("notes", [])}):
+                notes.append(f"{r['workload']}/{tool}: {n}")
     return notes
 
 
-def write_markdown(path, thr, lat, idle, scale, machine, failures, command):
+def write_markdown(path, thr, lat, idle, scale, machine, failures, command, pipe=()):
     m = machine
     busy = m.get("cpu_busy_at_start")
     try:
@@ -1365,22 +2116,29 @@ def write_markdown(path, thr, lat, idle, scale, machine, failures, command):
     def cell(c):
         return c.replace("|", "\\|")
 
-    for title, cols, rows in build_tables(thr, lat, idle, scale):
+    for title, cols, rows in build_tables(thr, lat, idle, scale, pipe):
         lines += ["", f"**{title}**", "",
                   "| " + " | ".join(h for h, _ in cols) + " |",
                   "|" + "|".join("---:" if right else "---" for _, right in cols) + "|"]
         lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     thr_runs = [x for t in thr for x in t["runs"]]
-    loads = [r[k] for rs in (thr_runs, lat, idle, scale) for r in rs
+    pipe_runs = [x for t in pipe for rs in t["runs"].values() for x in rs]
+    loads = [r[k] for rs in (thr_runs, lat, idle, scale, pipe_runs) for r in rs
              for k in ("other_load", "other_load_read") if r.get(k) is not None]
     lines += ["", "Throughput: lines/s from agent start until the output holds every line; cpu s/Mline is the "
               "process's user+system CPU per million lines; vs tail is lines/s relative to GNU "
               "`tail -q -n +1 -F`. Idle and scale: cpu % of one core; stop s: SIGTERM to exit. "
               "Every output is checked: each input line exactly once, in per-file order."]
+    if pipe:
+        lines[-1] += (" Processing pipeline: json, regex, multiline and cri as described in bench/bench.py, json "
+                      "output; lines/s and CPU us/line count the input file's lines (multiline: until every event "
+                      "but the last, which waits for the multiline timeout); tail lines/s is GNU tail over the "
+                      "same file, which parses nothing; every event is checked against the generated one, in "
+                      "order (fields, values and their JSON types).")
     if loads:
         lines[-1] += (f" Other processes on the machine used up to {max(loads):.2f} cores during the "
                       "measurements" + (" (numbers disturbed)." if max(loads) > DISTURBED_CORES else "."))
-    notes = run_notes(thr, lat, idle, scale, failures)
+    notes = run_notes(thr, lat, idle, scale, failures, pipe)
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -1394,8 +2152,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", help="agent binary (default: bin/logaggregator, else target/release/logaggregator)")
     ap.add_argument("--runs", type=int, help="runs per throughput case (default 3; 1 with --quick)")
-    ap.add_argument("--only", default="single,many100,many1000,latency,idle,scale",
-                    help="comma list of: single,many100,many1000,latency,idle,scale")
+    ap.add_argument("--only", default="single,many100,many1000,latency,idle,scale,json,regex,multiline,cri",
+                    help="comma list of: single,many100,many1000,latency,idle,scale,json,regex,multiline,cri "
+                         "(pipeline = the last four)")
+    ap.add_argument("--self-check", action="store_true",
+                    help="check the json/regex/multiline/cri generators and verifiers against a model of the "
+                         "right output and broken variants of it (no agent)")
     ap.add_argument("--quick", action="store_true", help="1/10 data sizes, 1 run, short latency/idle")
     ap.add_argument("--json", default=str(REPO / "bench" / "results.json"), help="results file")
     ap.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown (for the README)")
@@ -1424,11 +2186,19 @@ def main():
     if args.idle_seconds is None:
         args.idle_seconds = 3.0 if args.quick else 10.0
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(only) - set(WORKLOADS) - {"latency", "idle", "scale"}
+    if PIPE_GROUP in only:
+        i = only.index(PIPE_GROUP)
+        only[i:i + 1] = [w for w in PIPE_WORKLOADS if w not in only]
+    unknown = set(only) - set(WORKLOADS) - {"latency", "idle", "scale"} - set(PIPE_WORKLOADS)
     if unknown:
         ap.error(f"--only: unknown {sorted(unknown)}")
     if args.tail_only and args.no_tail:
         ap.error("--tail-only and --no-tail exclude each other")
+    if args.self_check:
+        args.only_set = set(only) & set(PIPE_WORKLOADS) or set(PIPE_WORKLOADS)
+        TMP_ROOT.mkdir(parents=True, exist_ok=True)
+        DATA_ROOT.mkdir(parents=True, exist_ok=True)
+        return self_check(args)
     if not args.tail_only:
         if args.bin is None:
             cands = [REPO / "bin" / "logaggregator", REPO / "target" / "release" / "logaggregator"]
@@ -1456,7 +2226,7 @@ def main():
         print(f"warning: CPUs {machine['cpu_busy_at_start']:.0%} busy before starting - something else is "
               "running; numbers will be noisy", file=sys.stderr)
     command = shlex.join(["python3", *sys.argv])
-    thr, lat, idle, scale, failures = [], [], [], [], []
+    thr, lat, idle, scale, failures, pipe = [], [], [], [], [], []
     try:
         for name in WORKLOADS:
             if name in only:
@@ -1467,21 +2237,24 @@ def main():
             bench_idle(args, idle, failures)
         if "scale" in only:
             bench_scale(args, scale, failures)
+        for wl in PIPE_WORKLOADS:
+            if wl in only:
+                bench_pipeline(wl, args, pipe, failures)
     finally:
         kill_all()
-    print_table(thr, lat, idle, scale, machine)
+    print_table(thr, lat, idle, scale, machine, pipe)
     res = {"machine": machine,
            "params": {"runs": args.runs, "quick": args.quick, "only": only, "latency_rate": args.latency_rate,
                       "latency_seconds": args.latency_seconds, "idle_seconds": args.idle_seconds,
                       "wait_quiet": args.wait_quiet, "retry_disturbed": args.retry_disturbed},
            "command": command,
-           "throughput": thr, "latency": lat, "idle": idle, "scale": scale, "failures": failures,
+           "throughput": thr, "latency": lat, "idle": idle, "scale": scale, "pipeline": pipe, "failures": failures,
            "status": "FAILURE" if failures else "ok"}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
     print(f"\nresults: {args.json}")
     if args.markdown:
-        write_markdown(args.markdown, thr, lat, idle, scale, machine, failures, command)
+        write_markdown(args.markdown, thr, lat, idle, scale, machine, failures, command, pipe)
         print(f"markdown: {args.markdown}")
     if failures:
         print("\nFAILURES:", file=sys.stderr)
