@@ -228,10 +228,11 @@ impl Discovery {
         if !known_keys.contains(&e.key) {
             return false;
         }
-        // Claimed as a copy of another gone file, its state not registered (it could not
-        // be read): left alone, as before.
+        // No state kept for it: its file was drained from a copy and forgotten (its inode then
+        // free for a new file), or it was claimed as a copy that could not be read (nor can it
+        // be now). Its content decides.
         let Some(tracked) = self.input.registry.lock().get(&e.key).cloned() else {
-            return true;
+            return false;
         };
         tracked.is_active() || recognize::holds_at(&tracked, e, f)
     }
@@ -520,12 +521,19 @@ mod tests {
         let known: HashSet<FileKey> = d.input.registry.lock().keys().copied().collect();
         let entries = regular_files(dir.path());
         let gone = [w2.clone(), w3.clone()];
-        let rest = d.find_rest(&w3, entries.iter(), &gone, &known);
-        assert!(
-            matches!(&rest, Rest::Copy(e) if e.path == archive),
-            "w3.log's archive not found at the reused inode (lost: {})",
-            matches!(rest, Rest::Lost)
-        );
+        let found = |d: &Discovery, what: &str| {
+            let rest = d.find_rest(&w3, entries.iter(), &gone, &known);
+            assert!(
+                matches!(&rest, Rest::Copy(e) if e.path == archive),
+                "{what}: w3.log's archive not found at the reused inode (lost: {})",
+                matches!(rest, Rest::Lost)
+            );
+        };
+        found(&d, "w2.log's entry still kept");
+        // w2.log looked for first, drained from its own archive and forgotten: its inode is
+        // still among the identities known at the start.
+        d.input.registry.lock().remove(&w2.key);
+        found(&d, "w2.log drained and forgotten");
     }
 
     #[test]
