@@ -4,7 +4,7 @@
 
 use super::verdict::{Content, Known, Seen, Verdict, in_doubt, verdict};
 use crate::event::FileState;
-use crate::identity::{FINGERPRINT_BYTES, FileKey, Recorded, marker_at, read_at_most};
+use crate::identity::{DirFile, FINGERPRINT_BYTES, FileKey, Recorded, marker_at, read_at_most};
 use crate::tailer::gzip;
 use std::fs::File;
 use std::path::Path;
@@ -101,4 +101,18 @@ pub(super) fn confirmed_at(st: &FileState, path: &Path) -> bool {
         content: read_content(&f, false, &known.recorded),
     };
     verdict(&known, &seen).is_same_file()
+}
+
+/// Whether the directory entry `e`, open as `f` and at the state's inode, is the state's file:
+/// of its kind (plain or archive) and holding what it read (decompressed for an archive).
+pub(super) fn holds_at(st: &FileState, e: &DirFile, f: &File) -> bool {
+    let known = known(st);
+    let gzip = gzip::is_gzip(&e.path);
+    let seen = Seen {
+        key: e.key,
+        size: e.size,
+        gzip,
+        content: read_content(f, gzip, &known.recorded),
+    };
+    e.key == st.key && verdict(&known, &seen).is_same_file()
 }

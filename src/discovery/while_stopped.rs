@@ -192,16 +192,16 @@ impl Discovery {
             // Only a rotated name of this file (app.log.1, app.log.2.gz, app.log-20261202,
             // app-20261202.log.gz): the head and the bytes before the offset prove little
             // when the offset is within a banner other files share, or 0.
-            if known_keys.contains(&e.key)
-                || !derived_from(&name, &gone_name)
-                || self.input.excluded(&e.path)
-            {
+            if !derived_from(&name, &gone_name) || self.input.excluded(&e.path) {
                 continue;
             }
             let Ok(f) = File::open(&e.path) else {
                 continue;
             };
-            if !copy_of(&known, e, &f) || held_further(st, &known, e, &f, &name, gone) {
+            if self.tracks(known_keys, e, &f)
+                || !copy_of(&known, e, &f)
+                || held_further(st, &known, e, &f, &name, gone)
+            {
                 continue;
             }
             let offset = known.recorded.offset;
@@ -217,6 +217,24 @@ impl Discovery {
             }
         }
         self.rest_among(holders, held_all_paths)
+    }
+
+    /// Whether the directory entry `e`, open as `f`, is a file already tracked (`known_keys`),
+    /// not one to claim as a copy: the state kept for its inode is being read there, or `e`
+    /// holds what that state read. A file's identity is its inode and its content: an inode
+    /// freed while the agent was stopped and handed to a new file (an archive made then, of
+    /// this file or another) is not the file a checkpoint entry kept for it any more.
+    fn tracks(&self, known_keys: &HashSet<FileKey>, e: &Entry, f: &File) -> bool {
+        if !known_keys.contains(&e.key) {
+            return false;
+        }
+        // No state kept for it: its file was drained from a copy and forgotten (its inode then
+        // free for a new file), or it was claimed as a copy that could not be read (nor can it
+        // be now). Its content decides.
+        let Some(tracked) = self.input.registry.lock().get(&e.key).cloned() else {
+            return false;
+        };
+        tracked.is_active() || recognize::holds_at(&tracked, e, f)
     }
 
     /// Where the rest is, given the files holding what was read and more (`holders`), and
@@ -428,6 +446,95 @@ fn warn_lost(st: &FileState, dirs: &[PathBuf]) {
 #[cfg(test)]
 mod tests {
     use super::derived_from;
+    use super::{Discovery, Rest};
+    use crate::discovery::Input;
+    use crate::event::{FileState, Progress};
+    use crate::identity::{FileKey, Fingerprint, MARKER_BYTES, fnv1a, regular_files};
+    use crate::runtime::{BufferPool, OpenSlots, Stop};
+    use crate::tailer::TailResources;
+    use std::collections::HashSet;
+    use std::io::Write;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// A discovery of the files `dir/*.log`, its tailers sending nowhere.
+    fn discovery(dir: &Path) -> Discovery {
+        let glob = dir.join("*.log");
+        let yaml = format!(
+            "inputs:\n  files:\n    - paths: [{:?}]\n      checkpoint_path: {:?}\n",
+            glob.display().to_string(),
+            dir.join("ck").display().to_string(),
+        );
+        let cfg = crate::config::Config::parse(&yaml, &|_| None).unwrap();
+        let input = Input::new(0, cfg.inputs.files[0].clone()).unwrap();
+        let (tx, _) = crossbeam_channel::bounded(1);
+        let pipeline = TailResources {
+            tx,
+            pool: BufferPool::new(1, 64),
+            stop: Stop::new(),
+            stats: Arc::new(crate::stats::Stats::default()),
+            slots: Arc::new(OpenSlots::new(4)),
+        };
+        Discovery::new(Arc::new(input), pipeline)
+    }
+
+    /// A checkpointed plain file at `path` and inode `key`, read to the end of `read`.
+    fn checkpointed(key: FileKey, path: &Path, read: &[u8]) -> Arc<FileState> {
+        let marker = fnv1a(&read[read.len().saturating_sub(MARKER_BYTES)..]);
+        let p = Progress::starting_at(Fingerprint::of_head(read), read.len() as u64, marker, path);
+        Arc::new(FileState::new(key, path, p))
+    }
+
+    /// logrotate `compress` while the agent is stopped, the filesystem reusing freed inodes:
+    /// the archive of `w3.log` gets the inode `w2.log` had (w2.log's own archive, made
+    /// first, freed it), for which the checkpoint keeps `w2.log`'s entry. That inode holds
+    /// another file now (an archive, of other content): the archive is w3.log's copy, not a
+    /// file already known, and w3.log is not lost.
+    #[test]
+    fn an_archive_at_the_freed_inode_of_another_checkpointed_file_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let banner = "=== worker starting: version 1.2.3 ===\n";
+        let w3_read = format!("{banner}w3 line 0\n");
+        let archive = dir.path().join("w3.log.1.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&archive).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(format!("{w3_read}w3 line 1\n").as_bytes())
+            .unwrap();
+        gz.finish().unwrap();
+        let reused = FileKey::of(&std::fs::metadata(&archive).unwrap());
+        let w2 = checkpointed(
+            reused,
+            &dir.path().join("w2.log"),
+            format!("{banner}w2 line 0\n").as_bytes(),
+        );
+        let w3_key = FileKey {
+            dev: reused.dev,
+            ino: u64::MAX,
+        };
+        let w3 = checkpointed(w3_key, &dir.path().join("w3.log"), w3_read.as_bytes());
+        let d = discovery(dir.path());
+        for st in [&w2, &w3] {
+            d.input.registry.lock().insert(st.key, st.clone());
+        }
+        let known: HashSet<FileKey> = d.input.registry.lock().keys().copied().collect();
+        let entries = regular_files(dir.path());
+        let gone = [w2.clone(), w3.clone()];
+        let found = |d: &Discovery, what: &str| {
+            let rest = d.find_rest(&w3, entries.iter(), &gone, &known);
+            assert!(
+                matches!(&rest, Rest::Copy(e) if e.path == archive),
+                "{what}: w3.log's archive not found at the reused inode (lost: {})",
+                matches!(rest, Rest::Lost)
+            );
+        };
+        found(&d, "w2.log's entry still kept");
+        // w2.log looked for first, drained from its own archive and forgotten: its inode is
+        // still among the identities known at the start.
+        d.input.registry.lock().remove(&w2.key);
+        found(&d, "w2.log drained and forgotten");
+    }
 
     #[test]
     fn rotated_names_are_derived_from_the_live_name() {
