@@ -158,6 +158,15 @@ struct OutputThread {
 /// Runs the agent until a stop signal, then shuts it down; returns the exit code.
 pub(super) fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>) -> u8 {
     process::limit_malloc_arenas();
+    // Then, before any thread does work: a SIGTERM during start-up (inputs already
+    // checkpointing) is a graceful stop once serving begins, not death by default action.
+    let signals = match signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return EXIT_FATAL;
+        }
+    };
     let host = process::hostname();
     let max_open = process::open_file_budget(&cfg);
     let stats = Arc::new(Stats::default());
@@ -195,13 +204,6 @@ pub(super) fn run(cfg: Config, config_path: PathBuf, level: Option<LevelHandle>)
     let output = match start_output(&mut agent, rx, pool, &host) {
         Ok(o) => o,
         Err(code) => return code,
-    };
-    let signals = match signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "cannot install signal handlers");
-            return EXIT_FATAL;
-        }
     };
     agent.publish_inputs();
     let reporter = Reporter::start(agent.view.clone(), agent.current.logging.stats_interval);
