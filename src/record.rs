@@ -482,10 +482,11 @@ impl Event {
                 return None;
             }
             return Some(match i {
-                0 => Cow::Owned(Value::Str(
-                    humantime::format_rfc3339_micros(self.time.unwrap_or_else(SystemTime::now))
-                        .to_string(),
-                )),
+                0 => {
+                    let mut text = Vec::with_capacity(27);
+                    write_rfc3339_micros(self.time.unwrap_or_else(SystemTime::now), &mut text);
+                    Cow::Owned(Value::Str(String::from_utf8_lossy(&text).into_owned()))
+                }
                 3 => Cow::Owned(Value::Int(i64::try_from(self.offset).unwrap_or(i64::MAX))),
                 1 => Cow::Borrowed(&self.meta.as_values[0]),
                 2 => Cow::Borrowed(&self.meta.as_values[1]),
@@ -590,15 +591,29 @@ impl Event {
 /// Appends `t` as RFC 3339 in UTC with microseconds (`2026-12-01T10:00:00.123456Z`), as
 /// humantime writes it, without its formatting machinery: this runs once per event.
 pub fn write_rfc3339_micros(t: SystemTime, out: &mut Vec<u8>) {
-    let (secs, micros) = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
-        // Before 1970: rare enough to take the slow road.
-        Err(_) => {
-            use std::io::Write;
-            let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
-            return;
+    // Times from log lines can be anything: before 1970 counts back, and beyond what four
+    // digits of year can say is clamped (RFC 3339 has no other years), never a panic.
+    const MIN: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
+    const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let (mut secs, mut micros) = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_micros(),
+        ),
+        Err(e) => {
+            let d = e.duration();
+            let back = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match d.subsec_micros() {
+                0 => (-back, 0),
+                m => (-back - 1, 1_000_000 - m),
+            }
         }
     };
+    if secs < MIN {
+        (secs, micros) = (MIN, 0);
+    } else if secs > MAX {
+        (secs, micros) = (MAX, 999_999);
+    }
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
@@ -781,6 +796,37 @@ mod tests {
                 humantime::format_rfc3339_micros(t).to_string()
             );
         }
+    }
+
+    #[test]
+    fn any_time_is_written_without_panicking_clamped_to_four_digit_years() {
+        let w = |t: SystemTime| {
+            let mut out = Vec::new();
+            write_rfc3339_micros(t, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let epoch = std::time::UNIX_EPOCH;
+        let d = std::time::Duration::from_micros;
+        assert_eq!(w(epoch - d(1)), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(w(epoch - d(1_000_000)), "1969-12-31T23:59:59.000000Z");
+        assert_eq!(
+            w(epoch - std::time::Duration::from_secs(62_167_219_200)),
+            "0000-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            w(epoch - std::time::Duration::from_secs(99_999_999_999)),
+            "0000-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            w(epoch + std::time::Duration::from_secs(300_000_000_000)),
+            "9999-12-31T23:59:59.999999Z"
+        );
+        let mut e = Event::new(meta(), 0, "m".into());
+        e.time = Some(epoch + std::time::Duration::from_secs(300_000_000_000));
+        assert_eq!(
+            e.get("timestamp").unwrap().as_str(),
+            Some("9999-12-31T23:59:59.999999Z")
+        );
     }
 
     #[test]

@@ -29,16 +29,17 @@ pub struct Frame {
 }
 
 /// Container framing of one file: CRI `P` records and Docker records without a trailing
-/// newline are joined with the following ones of the same stream; a line that does not fit
-/// the format is passed on whole as a plain record, never dropped.
+/// newline are joined with the following ones of the same stream, up to a record of the
+/// other stream; a line that does not fit the format is passed on whole as a plain record,
+/// never dropped.
 #[derive(Debug)]
 pub struct Framer {
     /// The format in use; `Auto` until the first non-empty line decides.
     format: Framing,
     /// Bound on a joined partial record.
     max_bytes: usize,
-    /// Partial records waiting for their end, per stream (stdout, stderr, unknown): the
-    /// runtime interleaves both streams in one file, each split on its own.
+    /// The partial record waiting for its end, in its stream's slot (stdout, stderr,
+    /// unknown); at most one slot is taken (see `piece`).
     partial: [Option<Frame>; 3],
 }
 
@@ -122,6 +123,15 @@ impl Framer {
             Some("stderr") => 1,
             _ => 2,
         };
+        // A record of another stream ends the waiting partial one, which goes on as it is:
+        // records then complete in file order, so the checkpoint held at a partial record
+        // never has complete records of the other stream behind it, which a restart would
+        // deliver again (and a busy other stream cannot keep a partial one waiting).
+        for (i, p) in self.partial.iter_mut().enumerate() {
+            if i != slot {
+                out.extend(p.take());
+            }
+        }
         let frame = match self.partial[slot].take() {
             Some(mut p) if p.text.len() + text.len() <= self.max_bytes => {
                 p.text.extend_from_slice(&text);
@@ -227,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn cri_streams_are_joined_separately() {
+    fn a_record_of_the_other_stream_ends_a_partial_one() {
         let mut f = Framer::new(Framing::Cri, 1000);
         let out = run(
             &mut f,
@@ -238,12 +248,14 @@ mod tests {
                 &format!("{T0} stdout F out-b"),
             ],
         );
-        assert_eq!(texts(&out), ["err-a err-b", "out-a out-b"]);
+        // In file order: nothing complete ever lies behind a waiting partial record.
+        assert_eq!(texts(&out), ["out-a ", "err-a err-b", "out-b"]);
         assert_eq!(
-            (out[0].stream, out[1].stream),
-            (Some("stderr"), Some("stdout"))
+            (out[0].stream, out[1].stream, out[2].stream),
+            (Some("stdout"), Some("stderr"), Some("stdout"))
         );
-        assert_eq!(out[1].offset, 0);
+        assert_eq!(f.pending_start(), None);
+        assert_eq!(out[0].offset, 0);
     }
 
     #[test]
@@ -316,15 +328,15 @@ mod tests {
         let mut f = Framer::new(Framing::Cri, 1000);
         let mut out = run(
             &mut f,
-            &[&format!("{T0} stderr P e"), &format!("{T0} stdout P o")],
+            &[&format!("{T0} stderr P e"), &format!("{T0} stderr P f")],
         );
         assert!(out.is_empty());
         assert_eq!(f.pending_start(), Some(0));
         f.flush(&mut out);
-        assert_eq!(texts(&out), ["e", "o"]);
+        assert_eq!(texts(&out), ["ef"]);
         assert_eq!(f.pending_start(), None);
         f.flush(&mut out);
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 1);
     }
 
     #[test]
