@@ -372,3 +372,37 @@ fn kubernetes_fields_come_from_pods_and_containers_paths_also_through_symlinks()
         );
     }
 }
+
+/// A graceful restart while a CRI record of one stream is partial and records of the other
+/// stream follow it: nothing is delivered twice, nothing lost (the other stream's record ends
+/// the partial one, so the checkpoint never lies before records already delivered).
+#[test]
+fn sigterm_with_streams_interleaved_around_a_partial_record_delivers_each_record_once() {
+    let env = Env::new();
+    let path = env.log("app.log");
+    let t = "2026-12-01T10:00:00.000000000Z";
+    let first = [
+        format!("{t} stdout F o1"),
+        format!("{t} stdout P part-a "),
+        format!("{t} stderr F e1"),
+        format!("{t} stderr F e2"),
+    ];
+    write_lines(&path, &first);
+    let cfg = cfg_format(&env, &env.glob("*.log"), "cri", &[]);
+    let mut agent = env.spawn(&cfg);
+    let mut out = env.output();
+    agent.wait_for_messages(&mut out, &strings(&["o1", "e1", "e2"]));
+    agent.term_ok();
+
+    append_lines(&path, &[format!("{t} stdout F part-b")]);
+    let mut agent = env.spawn(&cfg);
+    let want = strings(&["o1", "part-a ", "e1", "e2", "part-b"]);
+    agent.wait_for_messages(&mut out, &want);
+    agent.term_ok();
+    out.refresh();
+    let mut got = out.messages();
+    got.sort();
+    let mut sorted = want.clone();
+    sorted.sort();
+    assert_eq!(got, sorted, "each record exactly once");
+}
