@@ -129,7 +129,7 @@ for l in lines:
         e = json.loads(l)
     except ValueError:
         sys.exit(f"not an event on make run's stdout: {l!r}")
-    if not isinstance(e, dict) or sorted(e) != ["host", "message", "offset", "path", "timestamp"]:
+    if not isinstance(e, dict) or sorted(e) != ["host", "message", "offset", "path", "source", "timestamp"]:
         sys.exit(f"not an event on make run's stdout: {l!r}")
     if e["path"] != path:
         sys.exit(f"event path {e['path']!r}, expected the absolute {path!r}")
