@@ -8,10 +8,6 @@ use serde_json::{Value, json};
 use std::fs;
 use std::process::Stdio;
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 /// Two inputs: `web` (plain lines, parse_json) first, `app` (multiline + logfmt) second.
 fn config(env: &Env) -> Config {
     let mut cfg = env.config();

@@ -19,21 +19,6 @@ fn cfg_format(env: &Env, glob: &str, format: &str, extra: &[&str]) -> Config {
     cfg
 }
 
-/// The one output event with `message`, as JSON.
-fn event(out: &Output, message: &str) -> Value {
-    let found: Vec<Value> = json_events(out)
-        .into_iter()
-        .filter(|v| v["message"] == message)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one event with message {message:?}, found {found:?}; all: {:#?}",
-        out.messages()
-    );
-    found.into_iter().next().unwrap()
-}
-
 fn ts(v: &Value) -> &str {
     v["timestamp"].as_str().unwrap_or_default()
 }
@@ -41,10 +26,6 @@ fn ts(v: &Value) -> &str {
 /// Byte offset of line `i` of `lines` written back to back.
 fn offset_of(lines: &[&str], i: usize) -> u64 {
     lines[..i].iter().map(|l| l.len() as u64 + 1).sum()
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 #[test]

@@ -818,10 +818,6 @@ fn continue_pattern_joins_matching_lines_to_the_previous_event() {
     }
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 #[test]
 fn bad_multiline_options_exit_2_naming_the_key() {
     for (multiline, key) in [

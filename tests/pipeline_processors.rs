@@ -5,26 +5,8 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::fs;
-
-fn event(out: &Output, message: &str) -> Value {
-    let found: Vec<Value> = json_events(out)
-        .into_iter()
-        .filter(|v| v["message"] == message)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one event with message {message:?}, found {found:?}; all: {:#?}",
-        out.messages()
-    );
-    found.into_iter().next().unwrap()
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
 
 #[test]
 fn parse_json_on_a_mixed_file_keeps_plain_lines_with_parse_error_and_numbers_as_numbers() {

@@ -1066,3 +1066,23 @@ pub fn log_records(agent: &Agent, level: &str, needle: &str) -> Vec<serde_json::
         .filter(|r| r.to_string().contains(needle))
         .collect()
 }
+
+/// Owned strings of `v`.
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The one output event with `message`, as JSON (fails unless exactly one has it).
+pub fn event(out: &Output, message: &str) -> serde_json::Value {
+    let found: Vec<serde_json::Value> = json_events(out)
+        .into_iter()
+        .filter(|v| v["message"] == message)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one event with message {message:?}, found {found:?}; all: {:#?}",
+        out.messages()
+    );
+    found.into_iter().next().unwrap()
+}
