@@ -85,12 +85,20 @@ pub struct Controls {
     pub ended: Stop,
 }
 
-/// Sets `ended` however `run` leaves, a panic included.
-struct Ended(Stop);
+/// Sets `ended` however `run` leaves, a panic included, and `stop` on a panic.
+struct Ended(Stop, Stop);
 
 impl Drop for Ended {
     fn drop(&mut self) {
         self.0.trigger();
+        if std::thread::panicking() {
+            // A bug, not bad input: stop the agent (exit 1, the panic in its log) rather
+            // than keep reading with nothing delivering, silently.
+            error!(
+                "output thread panicked; shutting down (what it had not written is read again at the next start)"
+            );
+            self.1.trigger();
+        }
     }
 }
 
@@ -130,7 +138,7 @@ fn next(rx: &Receiver<Batch>, end_of_input: &Stop, idle: Duration) -> Next {
 
 /// Runs the output stage until the end of input (or until the sink fails for good).
 pub fn run(o: Output, ctl: Controls) -> Result<(), OutputFailed> {
-    let _ended = Ended(ctl.ended.clone());
+    let _ended = Ended(ctl.ended.clone(), ctl.stop.clone());
     let Output {
         rx,
         mut sink,
