@@ -71,10 +71,12 @@ pub(super) enum Verdict {
     Same,
     /// Its own inode, holding what was read (or not read), with bytes past the offset.
     Grown,
-    /// Its inode, now holding a new file: another kind (plain or archive), truncated,
-    /// rewritten, or freed and handed to a new file (whose head may be the same banner).
+    /// Its inode, now holding a new file: another kind (plain or archive, but see `CopyOf`),
+    /// truncated, rewritten, or freed and handed to a new file (whose head may be the same
+    /// banner).
     InodeReused,
-    /// Another inode holding its content up to the offset: a copy, or its archive.
+    /// Another file holding its content up to the offset: a copy, or its archive (which may
+    /// be at its own inode, freed when the plain file was deleted and handed to an archive).
     CopyOf,
     /// Another inode, not (known to be) holding its content.
     Unrelated,
@@ -89,7 +91,7 @@ impl Verdict {
 
 /// The identity decision: what `seen` is to `known`.
 pub(super) fn verdict(known: &Known, seen: &Seen) -> Verdict {
-    if seen.key == known.key {
+    if seen.key == known.key && !archive_at_its_inode(known, seen) {
         return at_its_inode(known, seen);
     }
     if known.may_have_copies() && holds_read(known, &seen.content) {
@@ -113,6 +115,14 @@ pub(super) fn in_doubt(known: &Known, gzip: bool, size: u64) -> bool {
     } else {
         known.used_up
     }
+}
+
+/// Whether `seen`, at the inode of a plain file `known`, is an archive holding what it read:
+/// the plain file deleted (its inode freed) and then compressed, or another generation of it
+/// compressed, into a new file that the filesystem gave the freed inode. Not the file itself
+/// (a plain file never turns into an archive), but a copy of it like one at any other inode.
+fn archive_at_its_inode(known: &Known, seen: &Seen) -> bool {
+    known.may_have_copies() && seen.gzip && holds_read(known, &seen.content)
 }
 
 fn at_its_inode(known: &Known, seen: &Seen) -> Verdict {
@@ -276,8 +286,12 @@ mod tests {
             // An unrelated file at a reused inode, or its state retired already.
             ("inode reused, not read",  retired, unread(KEY, false, 1),  InodeReused),
             ("retired, same content",   retired, plain(KEY, &old, &k),   InodeReused),
-            // A plain file never turns into an archive or back, whatever it holds.
-            ("plain now an archive",        k,  seen(KEY, true, 9, &old, &k), InodeReused),
+            // A plain file never turns into an archive or back: an archive at its inode that
+            // holds what it read is its copy (an archive given the freed inode), not it.
+            ("plain now an archive",        k,  seen(KEY, true, 9, &old, &k), CopyOf),
+            ("plain now another archive",   k,  seen(KEY, true, 9, BANNER, &k), InodeReused),
+            ("plain now an archive, not read", k, unread(KEY, true, 9),       InodeReused),
+            ("retired, its archive there",  retired, seen(KEY, true, 9, &old, &k), CopyOf),
             ("archive now plain",           gz, plain(KEY, &old, &gz),        InodeReused),
             ("archive now plain, not read", gz, unread(KEY, false, 40),       InodeReused),
             // An archive is found by its inode only: a plain file whose head matches its

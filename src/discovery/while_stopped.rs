@@ -181,6 +181,10 @@ impl Discovery {
                 (Verdict::Grown, false) => return Rest::Renamed(e.path.clone()),
                 (Verdict::Same, false) => return Rest::Nothing,
                 (Verdict::Unrelated, _) if known.may_have_copies() => copies.push(e),
+                // An archive at a plain file's own inode: the inode freed when the file was
+                // deleted and handed to an archive (of it, or of another generation of it)
+                // made while the agent was stopped. Its content decides, as at any inode.
+                (Verdict::InodeReused, false) if seen.gzip => copies.push(e),
                 _ => {}
             }
         }
@@ -534,6 +538,57 @@ mod tests {
         // still among the identities known at the start.
         d.input.registry.lock().remove(&w2.key);
         found(&d, "w2.log drained and forgotten");
+    }
+
+    /// `content` compressed into `path`.
+    fn gzipped(path: &Path, content: &str) {
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(content.as_bytes()).unwrap();
+        gz.finish().unwrap();
+    }
+
+    /// logrotate `compress` twice while the agent is stopped, only a banner read of `app.log`:
+    /// the second archive, `app.log.1.gz`, gets the inode `app.log` had (freed when its own
+    /// archive was made). That archive is a candidate copy like any other: alone it is the
+    /// copy; with `app.log.2.gz` (also starting with the banner) neither is guessed.
+    #[test]
+    fn an_archive_at_the_gone_files_own_freed_inode_is_a_candidate_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let banner = "=== app v1 started ===\n";
+        let one = dir.path().join("app.log.1.gz");
+        gzipped(&one, &format!("{banner}gen1 line 0\n"));
+        let own = FileKey::of(&std::fs::metadata(&one).unwrap());
+        let st = checkpointed(own, &dir.path().join("app.log"), banner.as_bytes());
+        let d = discovery(dir.path());
+        d.input.registry.lock().insert(st.key, st.clone());
+        let known: HashSet<FileKey> = d.input.registry.lock().keys().copied().collect();
+        let gone = [st.clone()];
+        let entries = regular_files(dir.path());
+        let rest = d.find_rest(&st, entries.iter(), &gone, &known);
+        assert!(
+            matches!(&rest, Rest::Copy(e) if e.path == one),
+            "the archive at its own inode not found (lost: {})",
+            matches!(rest, Rest::Lost)
+        );
+
+        let two = dir.path().join("app.log.2.gz");
+        gzipped(&two, &format!("{banner}gen0 line 0\n"));
+        let entries = regular_files(dir.path());
+        let rest = d.find_rest(&st, entries.iter(), &gone, &known);
+        let Rest::Ambiguous(mut holders) = rest else {
+            panic!(
+                "two archives hold the banner: not ambiguous (copy: {:?})",
+                match rest {
+                    Rest::Copy(e) => Some(e.path),
+                    _ => None,
+                }
+            );
+        };
+        holders.sort();
+        assert_eq!(holders, [one, two]);
     }
 
     #[test]
