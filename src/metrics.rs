@@ -263,6 +263,14 @@ impl View {
         {
             reasons.push(format!("checkpoint {path} cannot be written: {e}"));
         }
+        for path in (self.stats.panicked_tailers.lock())
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            reasons.push(format!(
+                "the tailer of {path} panicked (a bug): the file is not read until a restart"
+            ));
+        }
         if reasons.is_empty() {
             Ok(())
         } else {
@@ -346,4 +354,25 @@ fn register_stages(reg: &Registry) -> Result<(), prometheus::Error> {
     reg.register(Box::new(dropped))?;
     reg.register(Box::new(cut))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicked_tailer_makes_health_fail_naming_the_file() {
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        let view = View {
+            stats: Arc::new(Stats::default()),
+            inputs: Arc::new(RwLock::new(Vec::new())),
+            channel: rx,
+        };
+        assert!(view.health().is_ok());
+        view.stats.tailer_panicked("/l/a.log".into());
+        view.stats.tailer_panicked("/l/a.log".into());
+        let reasons = view.health().unwrap_err();
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(reasons[0].contains("/l/a.log") && reasons[0].contains("panicked"));
+    }
 }

@@ -40,6 +40,8 @@ pub struct Stats {
     pub current_throughput: AtomicU64,
     /// Since when, and why, the output has been failing.
     pub output_failing: Mutex<Option<(Instant, String)>>,
+    /// Files whose tailer thread panicked (a bug): not read until a restart.
+    pub panicked_tailers: Mutex<Vec<String>>,
     /// Checkpoint files that cannot be written now, with the error.
     pub checkpoint_failing: Mutex<Vec<(String, String)>>,
 }
@@ -62,6 +64,7 @@ impl Default for Stats {
             output_errors: AtomicU64::new(0),
             current_throughput: AtomicU64::new(0),
             output_failing: Mutex::new(None),
+            panicked_tailers: Mutex::new(Vec::new()),
             checkpoint_failing: Mutex::new(Vec::new()),
         }
     }
@@ -77,6 +80,14 @@ impl Stats {
         match f.as_mut() {
             Some((_, w)) => *w = why,
             None => *f = Some((Instant::now(), why)),
+        }
+    }
+
+    /// Records that the tailer of `path` panicked.
+    pub fn tailer_panicked(&self, path: String) {
+        let mut p = (self.panicked_tailers.lock()).unwrap_or_else(|p| p.into_inner());
+        if !p.contains(&path) {
+            p.push(path);
         }
     }
 

@@ -206,7 +206,13 @@ fn start_thread(t: Box<Tailer>) -> Result<(), (Box<Tailer>, io::Error)> {
         .spawn(move || {
             let taken = inner.lock().ok().and_then(|mut g| g.take());
             if let Some(t) = taken {
-                t.run();
+                let (path, stats) = (t.path_display(), t.pipeline.stats.clone());
+                // A bug must not pass silently: the file stops, loudly, and /health says so.
+                let run = std::panic::AssertUnwindSafe(move || t.run());
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!(%path, "tailer thread panicked (a bug): this file is not read until the agent restarts; /health reports it");
+                    stats.tailer_panicked(path);
+                }
             }
         });
     match spawned {
