@@ -29,24 +29,51 @@ pub fn write_rfc3339_micros(t: SystemTime, out: &mut Vec<u8>) {
         (secs, micros) = (MAX, 999_999);
     }
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
     let mut b = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, v: i64, n: usize| {
-        let mut v = v;
-        for i in (0..n).rev() {
-            b[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, y, 4);
-    put(5, m, 2);
-    put(8, d, 2);
-    put(11, hh, 2);
-    put(14, mm, 2);
-    put(17, ss, 2);
-    put(20, i64::from(micros), 6);
+    b[..11].copy_from_slice(&day_prefix(days));
+    let micros = micros as usize;
+    b[11..13].copy_from_slice(&TWO[(rem / 3600) as usize]);
+    b[14..16].copy_from_slice(&TWO[(rem / 60 % 60) as usize]);
+    b[17..19].copy_from_slice(&TWO[(rem % 60) as usize]);
+    b[20..22].copy_from_slice(&TWO[micros / 10_000]);
+    b[22..24].copy_from_slice(&TWO[micros / 100 % 100]);
+    b[24..26].copy_from_slice(&TWO[micros % 100]);
     out.extend_from_slice(&b);
+}
+
+/// "00" to "99".
+static TWO: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+thread_local! {
+    /// The last day written on this thread: events of a file mostly share it.
+    static DAY: std::cell::Cell<(i64, [u8; 11])> = const { std::cell::Cell::new((i64::MIN, [0; 11])) };
+}
+
+/// `YYYY-MM-DDT` of a day count since 1970-01-01.
+fn day_prefix(days: i64) -> [u8; 11] {
+    DAY.with(|c| {
+        let (d, p) = c.get();
+        if d == days {
+            return p;
+        }
+        let (y, m, day) = civil_from_days(days);
+        let mut p = *b"0000-00-00T";
+        let y = y as usize;
+        p[0..2].copy_from_slice(&TWO[y / 100 % 100]);
+        p[2..4].copy_from_slice(&TWO[y % 100]);
+        p[5..7].copy_from_slice(&TWO[m as usize]);
+        p[8..10].copy_from_slice(&TWO[day as usize]);
+        c.set((days, p));
+        p
+    })
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
