@@ -6,7 +6,7 @@
 //! still pending (a partial CRI record, a multiline event waiting for more lines), so that a
 //! restart reads that event again, whole.
 
-use crate::config::FileInput;
+use crate::config::{FileInput, Framing};
 use crate::framing::{Frame, Framer, JoinRules, Joiner, kubernetes};
 use crate::processors::Processors;
 use crate::record::{Event, Key, Meta, Value, intern};
@@ -23,7 +23,10 @@ pub struct Compiled {
     /// The input's id: events carry it as `source`.
     pub source: Arc<str>,
     host: Arc<str>,
-    input: FileInput,
+    format: Framing,
+    kubernetes: bool,
+    /// Bound on a joined partial record (the input's max_line_bytes).
+    max_record_bytes: usize,
     rules: Option<Arc<JoinRules>>,
     processors: Processors,
     timeout: Duration,
@@ -42,7 +45,9 @@ impl Compiled {
         Ok(Compiled {
             source: id.into(),
             host: host.into(),
-            input: input.clone(),
+            format: input.format,
+            kubernetes: input.kubernetes,
+            max_record_bytes: input.max_line_bytes as usize,
             rules,
             processors,
             timeout: input
@@ -55,7 +60,7 @@ impl Compiled {
     /// The metadata every event of the file at `path` carries.
     pub fn meta(&self, path: &Path) -> Arc<Meta> {
         let mut meta = Meta::new(&self.host, &path.to_string_lossy(), &self.source);
-        if self.input.kubernetes
+        if self.kubernetes
             && let Some(fields) = kubernetes::fields_from_path(path)
         {
             meta.extra = fields;
@@ -70,7 +75,7 @@ impl Compiled {
             Joiner::new(r.clone(), cut, path.display().to_string())
         });
         FilePipeline {
-            framer: Framer::new(self.input.format, self.input.max_line_bytes as usize),
+            framer: Framer::new(self.format, self.max_record_bytes),
             joiner,
             processors: self.processors.clone(),
             meta: self.meta(path),
@@ -134,10 +139,7 @@ impl FilePipeline {
     /// The offset of the first line of the oldest event not yet emitted.
     pub fn pending_start(&self) -> Option<u64> {
         let j = self.joiner.as_ref().and_then(Joiner::pending_start);
-        match (self.framer.pending_start(), j) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(self.framer.pending_start(), j)
     }
 
     /// When the pending event is due to be emitted even if no line comes.
@@ -148,10 +150,7 @@ impl FilePipeline {
             .pending_start()
             .and(self.last_push)
             .map(|t| t + self.timeout);
-        match (f, j) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(f, j)
     }
 
     /// Whether an event is pending.
@@ -174,6 +173,14 @@ impl FilePipeline {
         if self.deadline().is_some_and(|d| d <= now) {
             self.flush(now, out);
         }
+    }
+}
+
+/// The earlier of two optional points.
+fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

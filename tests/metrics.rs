@@ -7,8 +7,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -79,33 +77,9 @@ fn file_key(name: &str, path: &Path) -> String {
     format!("{name}{{path=\"{}\"}}", path.display())
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET /metrics` over HTTP/1.0; the body of a 200, or why not.
+/// `GET /metrics`, parsed.
 fn scrape(port: u16) -> Result<Metrics, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("malformed response: {text:?}"))?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(format!("not 200: {head}"));
-    }
-    Ok(Metrics::parse(body))
+    metrics_text(port).map(|body| Metrics::parse(&body))
 }
 
 /// The agent, its config file (rewritten for reloads) and its API port.
@@ -125,7 +99,7 @@ fn yaml(cfg: &Config, port: u16) -> String {
 fn start(env: &Env, cfg: &Config, grace_ms: Option<u64>) -> Ops {
     let cfg_path = env.path("metrics-config.yaml");
     for attempt in 0..5 {
-        let port = free_port();
+        let port = api_free_port();
         fs::write(&cfg_path, yaml(cfg, port)).unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("--config").arg(&cfg_path);

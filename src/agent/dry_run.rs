@@ -70,7 +70,7 @@ fn pick<'a>(cfg: &'a Config, id: Option<&str>) -> Result<(usize, &'a FileInput),
         })
 }
 
-/// Reads lines (at most `max_line` bytes of each, as the agent keeps them), prints events as
+/// Reads lines (cut at `max_line` bytes, as the agent cuts them), prints events as
 /// they complete, and emits the pending one at the end of the input.
 fn feed(mut r: Box<dyn BufRead>, pipe: &mut FilePipeline, max_line: usize) -> io::Result<()> {
     let stdout = io::stdout();

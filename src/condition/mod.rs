@@ -37,6 +37,8 @@
 mod eval;
 mod lex;
 mod parse;
+
+pub(crate) use parse::regex_reason;
 #[cfg(test)]
 mod tests;
 

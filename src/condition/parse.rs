@@ -264,7 +264,7 @@ impl Parser<'_> {
 
 /// The line of a regex error that says what is wrong: the crate's message starts with
 /// "regex parse error:" and a drawing of the pattern, and ends with "error: <reason>".
-fn regex_reason(e: &regex::Error) -> String {
+pub(crate) fn regex_reason(e: &regex::Error) -> String {
     let text = e.to_string();
     let reason = text
         .lines()

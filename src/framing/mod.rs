@@ -7,7 +7,7 @@ mod docker;
 pub mod kubernetes;
 mod multiline;
 mod presets;
-mod rfc3339;
+pub(crate) mod rfc3339;
 
 pub use multiline::{JoinRules, Joiner};
 
@@ -38,9 +38,8 @@ pub struct Framer {
     format: Framing,
     /// Bound on a joined partial record.
     max_bytes: usize,
-    /// The partial record waiting for its end, in its stream's slot (stdout, stderr,
-    /// unknown); at most one slot is taken (see `piece`).
-    partial: [Option<Frame>; 3],
+    /// The partial record waiting for its end (one at most: see `piece`).
+    partial: Option<Frame>,
 }
 
 impl Framer {
@@ -49,7 +48,7 @@ impl Framer {
         Framer {
             format,
             max_bytes: max_bytes.max(1),
-            partial: [None, None, None],
+            partial: None,
         }
     }
 
@@ -98,14 +97,12 @@ impl Framer {
     /// Offset of the first line of the oldest record still waiting for its end (CRI `P`,
     /// Docker without a newline).
     pub fn pending_start(&self) -> Option<u64> {
-        self.partial.iter().flatten().map(|f| f.offset).min()
+        self.partial.as_ref().map(|f| f.offset)
     }
 
-    /// Emits waiting partial records as they are, oldest first (end of input, rotation).
+    /// Emits the waiting partial record as it is (end of input, rotation).
     pub fn flush(&mut self, out: &mut Vec<Frame>) {
-        let mut waiting: Vec<Frame> = self.partial.iter_mut().filter_map(Option::take).collect();
-        waiting.sort_by_key(|f| f.offset);
-        out.extend(waiting);
+        out.extend(self.partial.take());
     }
 
     /// One record of a container format: joined onto its stream's partial record, if any.
@@ -118,21 +115,14 @@ impl Framer {
         full: bool,
         out: &mut Vec<Frame>,
     ) {
-        let slot = match stream {
-            Some("stdout") => 0,
-            Some("stderr") => 1,
-            _ => 2,
-        };
         // A record of another stream ends the waiting partial one, which goes on as it is:
         // records then complete in file order, so the checkpoint held at a partial record
         // never has complete records of the other stream behind it, which a restart would
         // deliver again (and a busy other stream cannot keep a partial one waiting).
-        for (i, p) in self.partial.iter_mut().enumerate() {
-            if i != slot {
-                out.extend(p.take());
-            }
+        if self.partial.as_ref().is_some_and(|p| p.stream != stream) {
+            self.flush(out);
         }
-        let frame = match self.partial[slot].take() {
+        let frame = match self.partial.take() {
             Some(mut p) if p.text.len() + text.len() <= self.max_bytes => {
                 p.text.extend_from_slice(&text);
                 p
@@ -151,7 +141,7 @@ impl Framer {
         if full || frame.text.len() >= self.max_bytes {
             out.push(frame);
         } else {
-            self.partial[slot] = Some(frame);
+            self.partial = Some(frame);
         }
     }
 

@@ -35,7 +35,10 @@ impl JoinRules {
     /// Compiles and checks the rules; an error names the key under `at` (`<at>.start: ...`).
     pub fn new(cfg: &MultilineConfig, at: &str) -> Result<Arc<JoinRules>, String> {
         let compile = |key: &str, re: &str| {
-            Regex::new(re).map_err(|e| format!("{at}.{key}: invalid regex: {e}"))
+            Regex::new(re).map_err(|e| {
+                let why = crate::condition::regex_reason(&e);
+                format!("{at}.{key}: invalid regex: {why}")
+            })
         };
         let mode = match (&cfg.start, &cfg.continue_, cfg.preset) {
             (Some(re), None, None) => Mode::Start(compile("start", re)?),

@@ -63,7 +63,7 @@ pub(super) enum Step {
 
 /// Classifies `line` under `preset` and moves `state` on.
 pub(super) fn step(preset: Preset, state: &mut State, line: &[u8]) -> Step {
-    let line = trim_end(line);
+    let line = line.trim_ascii_end();
     match preset {
         Preset::Java => java(state, line),
         Preset::Python => python(state, line),
@@ -72,7 +72,7 @@ pub(super) fn step(preset: Preset, state: &mut State, line: &[u8]) -> Step {
 }
 
 fn java(state: &mut State, line: &[u8]) -> Step {
-    let body = trim_start(line);
+    let body = line.trim_ascii_start();
     let indented = body.len() < line.len();
     let (next, step) = if body.is_empty() {
         match *state {
@@ -128,7 +128,7 @@ fn is_java_exception(line: &[u8]) -> bool {
 const TRACEBACK: &[u8] = b"Traceback (most recent call last):";
 
 fn python(state: &mut State, line: &[u8]) -> Step {
-    let body = trim_start(line);
+    let body = line.trim_ascii_start();
     let indented = body.len() < line.len();
     let blank = body.is_empty();
     let chain = line == b"During handling of the above exception, another exception occurred:"
@@ -219,20 +219,6 @@ fn is_go_line(line: &[u8]) -> bool {
         Some(i) => i > 0 && !line[..i].contains(&b' ') && line.ends_with(b")"),
         None => false,
     }
-}
-
-fn trim_end(line: &[u8]) -> &[u8] {
-    let n = line
-        .iter()
-        .rev()
-        .take_while(|b| b.is_ascii_whitespace())
-        .count();
-    &line[..line.len() - n]
-}
-
-fn trim_start(line: &[u8]) -> &[u8] {
-    let n = line.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    &line[n..]
 }
 
 #[cfg(test)]

@@ -206,15 +206,9 @@ fn read_text(e: &Event, path: &str, buf: &mut String) -> bool {
     }
 }
 
-/// The message of a regex error on one line: its `error: ...` line (the first line of a
-/// syntax error only says "regex parse error:"), else its first line.
+/// A regex error on one line, as the condition language words it.
 fn regex_error(e: &regex::Error) -> String {
-    let text = e.to_string();
-    let line = (text.lines())
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .or_else(|| text.lines().find(|l| !l.trim().is_empty()))
-        .unwrap_or("");
-    format!("invalid regex: {}", line.trim())
+    format!("invalid regex: {}", crate::condition::regex_reason(e))
 }
 
 #[cfg(test)]
@@ -257,11 +251,6 @@ pub(crate) mod tests {
         e.get(path).map(|v| v.into_owned())
     }
 
-    /// Whether condition.rs is the real language yet: the stub accepts anything.
-    fn real_conditions() -> bool {
-        Condition::parse("(").is_err()
-    }
-
     fn filter(keep: Option<&str>, drop: Option<&str>) -> ProcessorConfig {
         ProcessorConfig::Filter {
             keep: keep.map(s),
@@ -281,8 +270,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_filter_drops_and_counts_with_either_condition_language() {
-        // A bare quoted string matches the message in the real language; the stub's substring
-        // test sees the quotes in these messages too.
+        // A bare quoted string: the message contains it.
         let mut p = build("t-filter-any", vec![filter(None, Some(r#""debug""#))]);
         assert!(!p.is_empty());
         assert!(p.apply(event(r#"level="debug" noisy"#)).is_none());
@@ -296,10 +284,6 @@ pub(crate) mod tests {
 
     #[test]
     fn filters_see_parsed_fields() {
-        // Needs the real condition language (condition.rs is a stub while this is written).
-        if !real_conditions() {
-            return;
-        }
         let mut p = build(
             "t-filter-real",
             vec![
@@ -334,17 +318,13 @@ pub(crate) mod tests {
             e,
             "inputs.files[0].processors[0]: exactly one of keep and drop is required"
         );
-        // Needs the real condition language: the stub accepts any text.
-        if real_conditions() {
-            let e = build_err(vec![filter(Some("level >="), None)]);
-            assert!(
-                e.starts_with("inputs.files[0].processors[0].keep: ")
-                    && e.contains(" at position "),
-                "{e}"
-            );
-            let e = build_err(vec![filter(None, Some("("))]);
-            assert!(e.starts_with("inputs.files[0].processors[0].drop: "), "{e}");
-        }
+        let e = build_err(vec![filter(Some("level >="), None)]);
+        assert!(
+            e.starts_with("inputs.files[0].processors[0].keep: ") && e.contains(" at position "),
+            "{e}"
+        );
+        let e = build_err(vec![filter(None, Some("("))]);
+        assert!(e.starts_with("inputs.files[0].processors[0].drop: "), "{e}");
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl RegexParser {
 pub(super) struct Logfmt {
     field: String,
     text: String,
-    pending: Vec<(String, Value)>,
+    pending: Vec<(Key, Value)>,
 }
 
 impl Logfmt {
@@ -164,7 +164,7 @@ fn is_key_char(c: char) -> bool {
 }
 
 /// Parses logfmt text into `out`; false (with `out` in any state) when it is not logfmt.
-fn logfmt(text: &str, out: &mut Vec<(String, Value)>) -> bool {
+fn logfmt(text: &str, out: &mut Vec<(Key, Value)>) -> bool {
     let mut pairs = 0;
     let mut rest = text.trim_start();
     while !rest.is_empty() {
@@ -199,7 +199,7 @@ fn logfmt(text: &str, out: &mut Vec<(String, Value)>) -> bool {
         if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
             return false;
         }
-        out.push((key.to_string(), value));
+        out.push((intern(key), value));
         rest = rest.trim_start();
     }
     pairs > 0

@@ -67,9 +67,16 @@ impl Timestamp {
 
     fn read(&self, v: &Value) -> Option<SystemTime> {
         match &self.format {
-            Format::Rfc3339 => DateTime::parse_from_rfc3339(v.as_str()?.trim())
-                .ok()
-                .map(SystemTime::from),
+            Format::Rfc3339 => {
+                let text = v.as_str()?.trim();
+                // The framing's hand-written parser first (this runs per event); chrono for
+                // what it leaves (a space for the `T`).
+                crate::framing::rfc3339::parse(text.as_bytes()).or_else(|| {
+                    DateTime::parse_from_rfc3339(text)
+                        .ok()
+                        .map(SystemTime::from)
+                })
+            }
             Format::Unix => epoch(v, 1),
             Format::UnixMs => epoch(v, 1000),
             Format::Strftime { items, has_time } => {

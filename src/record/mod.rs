@@ -184,11 +184,6 @@ impl Map {
         self.0.iter().map(|(k, v)| (&**k, v))
     }
 
-    /// The fields in order, values mutable.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
-        self.0.iter_mut().map(|(k, v)| (&**k, v))
-    }
-
     /// Number of top-level fields.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -210,16 +205,6 @@ impl Map {
             v.write_json(out);
         }
         out.push(b'}');
-    }
-}
-
-impl FromIterator<(String, Value)> for Map {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Map {
-        let mut m = Map::new();
-        for (k, v) in iter {
-            m.insert(k, v);
-        }
-        m
     }
 }
 
@@ -389,7 +374,7 @@ impl Value {
     }
 }
 
-/// Reads JSON object text into a `Map`, for tests and `parse_json`.
+/// Reads JSON object text into a `Map` (tests build events with it).
 pub fn parse_object(text: &[u8]) -> Result<Map, String> {
     match Value::from_json(text)? {
         Value::Object(m) => Ok(m),

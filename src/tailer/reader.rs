@@ -216,10 +216,19 @@ impl Reader {
         stats::add(&pipeline.stats.lines_read, n);
         stats::add(&state.lines_read, n);
         let boundary = (self.boundary, self.boundary_marker);
-        if self.pipe.is_none() {
+        let Some(pipe) = self.pipe.as_mut() else {
             let (buf, base, lines) = (framed.buf, framed.base, framed.lines);
-            return self.hand_on(buf, base, lines, None, boundary, pipeline, state);
-        }
+            return hand_on(
+                &self.source,
+                buf,
+                base,
+                lines,
+                None,
+                boundary,
+                pipeline,
+                state,
+            );
+        };
         // Events own their text: the read buffer goes back to the pool at once, and the
         // lines go out in slices, so that memory in flight stays bounded by the channel.
         let now = Instant::now();
@@ -235,9 +244,6 @@ impl Reader {
                 }
                 None => boundary,
             };
-            let Some(pipe) = &mut self.pipe else {
-                break;
-            };
             let mut events = Vec::with_capacity(to - from);
             for l in &framed.lines[from..to] {
                 let line = &framed.buf[l.start as usize..l.end as usize];
@@ -252,7 +258,17 @@ impl Reader {
             let end = self.holds.point(pipe.pending_start(), Some(span), cut);
             let base = framed.base + framed.lines.get(from).map_or(0, |l| u64::from(l.start));
             let events = Some(events);
-            if !self.hand_on(Vec::new(), base, Vec::new(), events, end, pipeline, state) {
+            let (source, no_lines) = (&self.source, Vec::new());
+            if !hand_on(
+                source,
+                Vec::new(),
+                base,
+                no_lines,
+                events,
+                end,
+                pipeline,
+                state,
+            ) {
                 pipeline.pool.give(framed.buf);
                 return false;
             }
@@ -291,42 +307,18 @@ impl Reader {
             None,
             (self.boundary, self.boundary_marker),
         );
-        self.hand_on(
+        let events = Some(events);
+        let (source, no_lines) = (&self.source, Vec::new());
+        hand_on(
+            source,
             Vec::new(),
             self.boundary,
-            Vec::new(),
-            Some(events),
+            no_lines,
+            events,
             end,
             pipeline,
             state,
         )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn hand_on(
-        &self,
-        buf: Vec<u8>,
-        base_offset: u64,
-        lines: Vec<Line>,
-        events: Option<Vec<Event>>,
-        (end_offset, marker): (u64, u64),
-        pipeline: &TailResources,
-        state: &Arc<FileState>,
-    ) -> bool {
-        let ticket = state.read_up_to(end_offset, marker);
-        let batch = Batch {
-            file: state.clone(),
-            ticket,
-            buf,
-            base_offset,
-            lines,
-            events,
-            source: self.source.clone(),
-            end_offset,
-            marker,
-            read_time: SystemTime::now(),
-        };
-        pipeline.tx.send(batch).is_ok()
     }
 
     fn note_anomalies(
@@ -357,6 +349,34 @@ impl Reader {
             }
         }
     }
+}
+
+/// Sends one batch ending at `end` (offset, marker) to the output; false when it is gone.
+#[allow(clippy::too_many_arguments)]
+fn hand_on(
+    source: &Arc<str>,
+    buf: Vec<u8>,
+    base_offset: u64,
+    lines: Vec<Line>,
+    events: Option<Vec<Event>>,
+    (end_offset, marker): (u64, u64),
+    pipeline: &TailResources,
+    state: &Arc<FileState>,
+) -> bool {
+    let ticket = state.read_up_to(end_offset, marker);
+    let batch = Batch {
+        file: state.clone(),
+        ticket,
+        buf,
+        base_offset,
+        lines,
+        events,
+        source: source.clone(),
+        end_offset,
+        marker,
+        read_time: SystemTime::now(),
+    };
+    pipeline.tx.send(batch).is_ok()
 }
 
 #[cfg(test)]

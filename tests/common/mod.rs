@@ -994,8 +994,8 @@ pub fn api_free_port() -> u16 {
         .port()
 }
 
-/// `GET /metrics` on 127.0.0.1:`port`: `name{labels}` -> value, or why not.
-pub fn scrape_metrics(port: u16) -> Result<HashMap<String, f64>, String> {
+/// `GET /metrics` on 127.0.0.1:`port` over HTTP/1.0: the body of a 200, or why not.
+pub fn metrics_text(port: u16) -> Result<String, String> {
     use std::net::{SocketAddr, TcpStream};
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s =
@@ -1012,7 +1012,12 @@ pub fn scrape_metrics(port: u16) -> Result<HashMap<String, f64>, String> {
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
         return Err(format!("not 200: {head}"));
     }
-    Ok(body
+    Ok(body.to_string())
+}
+
+/// `GET /metrics` on 127.0.0.1:`port`: `name{labels}` -> value, or why not.
+pub fn scrape_metrics(port: u16) -> Result<HashMap<String, f64>, String> {
+    Ok(metrics_text(port)?
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
